@@ -1,0 +1,256 @@
+// Package config holds the node's settings and the layout of its data
+// directory.
+//
+// Every setting has a default, a command-line flag, an environment variable
+// and a key in settings.yml, all named after one key: the setting "listen" is
+// the flag --listen, the variable PHPCHAT_LISTEN and the settings.yml key
+// "listen". A value set in several places is taken from the first of: flag,
+// environment, settings.yml, default.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Settings are the node's resolved settings.
+type Settings struct {
+	LogLevel        slog.Level
+	LogFormat       string // "text" or "json"
+	Listen          string // P2P listen address, host:port
+	Nickname        string
+	MailDomain      string
+	ShutdownTimeout time.Duration
+}
+
+// A Setting describes one setting: its key, what it means, its default and
+// how a value is checked and applied.
+type Setting struct {
+	Key     string
+	Usage   string
+	Default string
+	// apply checks v and stores it in s. The error says why v is refused,
+	// without naming the key; the caller adds that.
+	apply func(s *Settings, v string) error
+}
+
+// Env returns the environment variable of the setting.
+func (d Setting) Env() string {
+	return "PHPCHAT_" + strings.ToUpper(strings.ReplaceAll(d.Key, "-", "_"))
+}
+
+// DefaultNickname is the placeholder default of the nickname setting; a new
+// data directory gets a random nickname of the form user_xxxx instead.
+const DefaultNickname = "user"
+
+// MaxNicknameLen is the longest nickname accepted, in bytes (as the original).
+const MaxNicknameLen = 256
+
+// Table lists every setting, in the order settings.yml shows them.
+var Table = []Setting{
+	{
+		Key: "log-level", Default: "info",
+		Usage: "least severe log level written: debug, info, warn or error",
+		apply: func(s *Settings, v string) error {
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(v)); err != nil || !oneOf(strings.ToLower(v), "debug", "info", "warn", "error") {
+				return fmt.Errorf("unknown log level %q (want debug, info, warn or error)", v)
+			}
+			s.LogLevel = l
+			return nil
+		},
+	},
+	{
+		Key: "log-format", Default: "text",
+		Usage: "log format on standard error: text or json",
+		apply: func(s *Settings, v string) error {
+			if !oneOf(v, "text", "json") {
+				return fmt.Errorf("unknown log format %q (want text or json)", v)
+			}
+			s.LogFormat = v
+			return nil
+		},
+	},
+	{
+		Key: "listen", Default: "0.0.0.0:25000",
+		Usage: "address the node listens on for peers (host:port; port 0 picks a free one)",
+		apply: func(s *Settings, v string) error {
+			if err := CheckHostPort(v); err != nil {
+				return err
+			}
+			s.Listen = v
+			return nil
+		},
+	},
+	{
+		Key: "nickname", Default: DefaultNickname,
+		Usage: "the name peers see in talks",
+		apply: func(s *Settings, v string) error {
+			if err := CheckNickname(v); err != nil {
+				return err
+			}
+			s.Nickname = v
+			return nil
+		},
+	},
+	{
+		Key: "mail-domain", Default: "phpchat.lan",
+		Usage: "domain of the node's mail address (<address>@<mail-domain>)",
+		apply: func(s *Settings, v string) error {
+			if err := checkDomain(v); err != nil {
+				return err
+			}
+			s.MailDomain = strings.ToLower(v)
+			return nil
+		},
+	},
+	{
+		Key: "shutdown-timeout", Default: "5s",
+		Usage: "how long a stopping node waits for work in flight",
+		apply: func(s *Settings, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%q is not a positive duration (such as 5s)", v)
+			}
+			s.ShutdownTimeout = d
+			return nil
+		},
+	},
+}
+
+// Lookup returns the setting named key.
+func Lookup(key string) (Setting, bool) {
+	for _, d := range Table {
+		if d.Key == key {
+			return d, true
+		}
+	}
+	return Setting{}, false
+}
+
+// A Source supplies values for settings: the command line, the environment
+// or a settings file. Value reports the value of key and a description of
+// where it came from, for error messages.
+type Source interface {
+	Value(key string) (value, origin string, ok bool)
+}
+
+// Error is a setting that was refused.
+type Error struct {
+	Key    string
+	Origin string // where the value came from, such as "flag --listen"
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("setting %s (%s): %v", e.Key, e.Origin, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Resolve builds the settings from sources, the first source that has a
+// value for a key winning, and defaults for keys no source has.
+func Resolve(sources ...Source) (*Settings, error) {
+	s := new(Settings)
+	for _, d := range Table {
+		v, origin := d.Default, "default"
+		for _, src := range sources {
+			if val, o, ok := src.Value(d.Key); ok {
+				v, origin = val, o
+				break
+			}
+		}
+		if err := d.apply(s, v); err != nil {
+			return nil, &Error{Key: d.Key, Origin: origin, Err: err}
+		}
+	}
+	return s, nil
+}
+
+// Env is the Source of environment variables; lookup is os.LookupEnv or a
+// stand-in for tests.
+type Env func(string) (string, bool)
+
+// Value implements Source.
+func (e Env) Value(key string) (string, string, bool) {
+	d, ok := Lookup(key)
+	if !ok {
+		return "", "", false
+	}
+	v, ok := e(d.Env())
+	return v, "environment " + d.Env(), ok
+}
+
+// Map is a Source of fixed values, such as flags already parsed.
+type Map struct {
+	Values map[string]string
+	Origin string // such as "flag"; the key is appended
+}
+
+// Value implements Source.
+func (m Map) Value(key string) (string, string, bool) {
+	v, ok := m.Values[key]
+	return v, m.Origin + " " + key, ok
+}
+
+// CheckHostPort checks a host:port address with a port from 0 to 65535.
+func CheckHostPort(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", v, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q of %q out of range (0-65535)", port, v)
+	}
+	return nil
+}
+
+// CheckNickname checks a nickname: 1 to MaxNicknameLen bytes of printable
+// text, no leading or trailing spaces.
+func CheckNickname(v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("nickname is empty")
+	case len(v) > MaxNicknameLen:
+		return fmt.Errorf("nickname is %d bytes, at most %d", len(v), MaxNicknameLen)
+	case strings.TrimSpace(v) != v:
+		return fmt.Errorf("nickname %q has leading or trailing space", v)
+	}
+	for _, r := range v {
+		if r < ' ' || r == 0x7f || r == '\uFFFD' {
+			return fmt.Errorf("nickname %q has a control or invalid character", v)
+		}
+	}
+	return nil
+}
+
+func checkDomain(v string) error {
+	if len(v) == 0 || len(v) > 253 {
+		return fmt.Errorf("%q is not a domain name", v)
+	}
+	for _, label := range strings.Split(v, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("%q is not a domain name", v)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("%q is not a domain name", v)
+			}
+		}
+	}
+	return nil
+}
+
+func oneOf(v string, set ...string) bool {
+	for _, s := range set {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
