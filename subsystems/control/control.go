@@ -1,0 +1,294 @@
+// Package control serves the node's control socket: a Unix socket in the
+// data directory (mode 0600) through which `info`, `console` and other
+// commands reach the running node.
+//
+// The socket carries newline-delimited JSON frames {"name","rid","data"}.
+// A client sends a frame naming a function; the node answers with a frame of
+// the same name and rid, or with an "error" frame carrying a code and a
+// text. Each connection is a router endpoint. A frame that is not JSON, is
+// larger than MaxFrame or names an unknown function is answered with an
+// error frame, and the connection stays usable.
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/router"
+)
+
+// Frame is one message on the control socket.
+type Frame struct {
+	Name string          `json:"name"`
+	RID  uint64          `json:"rid,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// ErrorData is the data of an "error" frame.
+type ErrorData struct {
+	Code int    `json:"code"`
+	Text string `json:"text"`
+	Name string `json:"name,omitempty"` // the name of the frame refused
+}
+
+// Error codes of the control socket, from the 9xxx range of the peer
+// protocol's table.
+const (
+	CodeInvalid    = 9000 // data not JSON or not what the function takes
+	CodeUnknown    = 9020 // no such function
+	CodeTooLarge   = 9040 // frame over MaxFrame
+	CodeBusy       = 9050 // too many requests in flight on the connection
+	CodeFailed     = 9060 // the function failed; the text says why
+	CodeBadRequest = 9070 // a frame without a name
+)
+
+// Limits of a connection.
+const (
+	MaxFrame    = 1 << 20          // bytes in one frame, newline excluded
+	MaxInFlight = 16               // requests being handled at once
+	IdleTimeout = 10 * time.Minute // a connection silent this long is closed
+	CallTimeout = 30 * time.Second // a request's deadline
+)
+
+// A Handler answers one function. Its result is sent as the data of the
+// reply frame; an error becomes an error frame with CodeFailed, or the code
+// of a *CodeError.
+type Handler func(ctx context.Context, c *Conn, data json.RawMessage) (any, error)
+
+// CodeError is an error with a control-socket error code.
+type CodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *CodeError) Error() string { return e.Err.Error() }
+func (e *CodeError) Unwrap() error { return e.Err }
+
+// Server serves the control socket.
+type Server struct {
+	Path     string
+	Router   *router.Router
+	Logger   *slog.Logger
+	Handlers map[string]Handler
+
+	conns atomic.Uint64
+}
+
+// MaxPath is the longest socket path the kernel accepts (sun_path).
+const MaxPath = 107
+
+// Listen opens the socket at s.Path, replacing a stale one: the caller
+// holds the data directory's lock, so no other node serves it.
+func (s *Server) Listen() (*net.UnixListener, error) {
+	if len(s.Path) > MaxPath {
+		return nil, fmt.Errorf("control socket path %s is %d bytes, at most %d: choose a shorter --data-dir", s.Path, len(s.Path), MaxPath)
+	}
+	if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale control socket: %w", err)
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: s.Path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	if err := os.Chmod(s.Path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen on control socket: %w", err)
+	}
+	return l, nil
+}
+
+// Run serves the socket until ctx ends, then closes every connection.
+func (s *Server) Run(ctx context.Context, ready func()) error {
+	l, err := s.Listen()
+	if err != nil {
+		return err
+	}
+	ready()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { <-ctx.Done(); l.Close() }()
+	for {
+		nc, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept on control socket: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+// Conn is one client connection, a router endpoint for as long as it lasts.
+type Conn struct {
+	Endpoint *router.Endpoint
+	Logger   *slog.Logger
+
+	nc  net.Conn
+	wmu sync.Mutex
+	ctx context.Context
+}
+
+// Context returns a context that ends when the connection closes.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Send writes a frame to the client; it is safe for concurrent use, and is
+// how handlers push events (such as "You got mail.") to a client.
+func (c *Conn) Send(name string, rid uint64, data any) error {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s frame: %w", name, err)
+	}
+	b, err := json.Marshal(Frame{Name: name, RID: rid, Data: raw})
+	if err != nil {
+		return fmt.Errorf("encode %s frame: %w", name, err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.nc.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("write %s frame: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Conn) sendError(rid uint64, code int, name, text string) {
+	if err := c.Send("error", rid, ErrorData{Code: code, Text: text, Name: name}); err != nil {
+		c.Logger.Debug("control: error frame not sent", "err", err)
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
+	defer nc.Close()
+	id := fmt.Sprintf("control/%d", s.conns.Add(1))
+	ep, err := s.Router.Register(id, 16)
+	if err != nil {
+		s.Logger.Error("control: register connection", "err", err)
+		return
+	}
+	defer ep.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &Conn{Endpoint: ep, Logger: s.Logger.With("conn", id), nc: nc, ctx: ctx}
+	go func() { <-ctx.Done(); nc.SetReadDeadline(time.Now()) }() // unblock the reader
+	c.Logger.Debug("control: client connected")
+	defer c.Logger.Debug("control: client gone")
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, MaxInFlight)
+	br := bufio.NewReaderSize(nc, 64<<10)
+	for {
+		nc.SetReadDeadline(time.Now().Add(IdleTimeout))
+		line, err := ReadLine(br, MaxFrame)
+		if errors.Is(err, ErrFrameTooLarge) {
+			c.sendError(0, CodeTooLarge, "", fmt.Sprintf("frame over %d bytes", MaxFrame))
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+				c.Logger.Debug("control: read", "err", err)
+			}
+			return
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var f Frame
+		if err := json.Unmarshal(line, &f); err != nil {
+			c.sendError(0, CodeInvalid, "", "frame is not a JSON object {name, rid, data}: "+err.Error())
+			continue
+		}
+		if f.Name == "" {
+			c.sendError(f.RID, CodeBadRequest, "", "frame has no name")
+			continue
+		}
+		h, ok := s.Handlers[f.Name]
+		if !ok {
+			c.sendError(f.RID, CodeUnknown, f.Name, fmt.Sprintf("unknown function %q", f.Name))
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.sendError(f.RID, CodeBusy, f.Name, fmt.Sprintf("more than %d requests in flight", MaxInFlight))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.handle(c, h, f)
+		}()
+	}
+}
+
+func (s *Server) handle(c *Conn, h Handler, f Frame) {
+	ctx, cancel := context.WithTimeout(c.ctx, CallTimeout)
+	defer cancel()
+	v, err := h(ctx, c, f.Data)
+	if err != nil {
+		code := CodeFailed
+		var ce *CodeError
+		if errors.As(err, &ce) {
+			code = ce.Code
+		}
+		c.sendError(f.RID, code, f.Name, err.Error())
+		return
+	}
+	if err := c.Send(f.Name, f.RID, v); err != nil {
+		c.Logger.Debug("control: reply not sent", "err", err)
+	}
+}
+
+// ErrFrameTooLarge is returned by ReadLine for a line over the limit.
+var ErrFrameTooLarge = errors.New("frame too large")
+
+// ReadLine reads one newline-terminated line of at most max bytes (the
+// newline excluded) and returns it without the newline. A longer line is
+// read to its end and dropped, and ErrFrameTooLarge returned, so the
+// reader stays in step and never holds more than max bytes.
+func ReadLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	tooLarge := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if !tooLarge {
+			if len(line)+len(chunk) > max+1 {
+				tooLarge, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		switch {
+		case err == nil:
+			if tooLarge {
+				return nil, ErrFrameTooLarge
+			}
+			return line[:len(line)-1], nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0 && !tooLarge:
+			return nil, io.ErrUnexpectedEOF
+		default:
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,157 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/router"
+)
+
+// startNode serves a control socket with the node handlers and an info
+// service, and returns the socket's path.
+func startNode(t *testing.T) string {
+	t.Helper()
+	r := router.New()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := &Server{Path: path, Router: r, Logger: logger, Handlers: NodeHandlers()}
+	srv.Handlers["fail"] = func(context.Context, *Conn, json.RawMessage) (any, error) {
+		return nil, errors.New("it broke")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{}, 2)
+	done := make(chan error, 2)
+	go func() { done <- node.ServeInfo(ctx, r, node.Info{Address: "pc1test"}, func() { ready <- struct{}{} }) }()
+	go func() { done <- srv.Run(ctx, func() { ready <- struct{}{} }) }()
+	<-ready
+	<-ready
+	t.Cleanup(func() {
+		cancel()
+		for i := 0; i < 2; i++ {
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	})
+	return path
+}
+
+func TestInfoOverSocket(t *testing.T) {
+	path := startNode(t)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
+	}
+	c, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var in node.Info
+	if err := c.Call(context.Background(), "info", nil, &in, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !in.Running || in.Address != "pc1test" || in.PID != os.Getpid() {
+		t.Fatalf("info = %+v", in)
+	}
+	err = c.Call(context.Background(), "fail", nil, nil, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != CodeFailed || re.Text != "it broke" {
+		t.Fatalf("fail: %v", err)
+	}
+}
+
+// Bad frames get error frames, and the connection keeps working.
+func TestBadFramesKeepConnection(t *testing.T) {
+	path := startNode(t)
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	expect := func(what string, wantName string, wantCode int) {
+		t.Helper()
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: read: %v", what, err)
+		}
+		var f Frame
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatalf("%s: reply %q: %v", what, line, err)
+		}
+		if f.Name != wantName {
+			t.Fatalf("%s: reply %q, want name %q", what, line, wantName)
+		}
+		if wantCode != 0 {
+			var e ErrorData
+			json.Unmarshal(f.Data, &e)
+			if e.Code != wantCode {
+				t.Fatalf("%s: reply %q, want code %d", what, line, wantCode)
+			}
+		}
+	}
+	send := func(s string) {
+		if _, err := io.WriteString(nc, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("this is not json\n")
+	expect("not JSON", "error", CodeInvalid)
+	send(`{"name":"ping","rid":1}` + "\n")
+	expect("ping after garbage", "ping", 0)
+	send(`{"name":"format_disk","rid":2}` + "\n")
+	expect("unknown function", "error", CodeUnknown)
+	send(`{"rid":3}` + "\n")
+	expect("no name", "error", CodeBadRequest)
+	send(`{"name":"ping","data":"` + strings.Repeat("x", MaxFrame) + `"}` + "\n")
+	expect("oversize", "error", CodeTooLarge)
+	send(`{"name":"info","rid":4}` + "\n")
+	expect("info after oversize", "info", 0)
+}
+
+func TestDialWithoutNode(t *testing.T) {
+	_, err := Dial(context.Background(), filepath.Join(t.TempDir(), "control.sock"))
+	if !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Dial = %v, want ErrNotRunning", err)
+	}
+}
+
+func TestSocketPathTooLong(t *testing.T) {
+	srv := &Server{Path: "/" + strings.Repeat("d", MaxPath) + "/control.sock"}
+	if _, err := srv.Listen(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("Listen = %v, want an error naming --data-dir", err)
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	in := "short\n" + strings.Repeat("x", 100) + "\nafter\npartial"
+	br := bufio.NewReaderSize(strings.NewReader(in), 16)
+	if l, err := ReadLine(br, 10); err != nil || string(l) != "short" {
+		t.Fatalf("first: %q, %v", l, err)
+	}
+	if _, err := ReadLine(br, 10); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("long: %v, want ErrFrameTooLarge", err)
+	}
+	if l, err := ReadLine(br, 10); err != nil || string(l) != "after" {
+		t.Fatalf("after long: %q, %v", l, err)
+	}
+	if _, err := ReadLine(br, 10); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("partial: %v, want ErrUnexpectedEOF", err)
+	}
+}
