@@ -89,7 +89,7 @@ func WriteDefaultFile(path string) error {
 		if d.Key == "nickname" {
 			v = randomNickname()
 		}
-		fmt.Fprintf(&b, "\n# %s (default %s; flag --%s, environment %s)\n", d.Usage, d.Default, d.Key, d.Env())
+		fmt.Fprintf(&b, "\n# %s.\n# Default %s; flag --%s; environment %s.\n", d.Usage, d.Default, d.Key, d.Env())
 		node := yaml.Node{Kind: yaml.ScalarNode, Value: v}
 		out, err := yaml.Marshal(&node)
 		if err != nil {

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/subsystems/control"
+)
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "show the local node: address, mail address, nickname, whether it runs",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		},
+		Action: func(c *cli.Context) error {
+			in, err := readInfo(c)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				return enc.Encode(in)
+			}
+			printInfo(c.App.Writer, in)
+			return nil
+		},
+	}
+}
+
+// readInfo asks the running node, or reads the data directory when no node
+// runs on it.
+func readInfo(c *cli.Context) (node.Info, error) {
+	l, err := layout(c)
+	if err != nil {
+		return node.Info{}, err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 10*time.Second)
+	defer cancel()
+	cl, err := control.Dial(ctx, l.ControlSocket())
+	if err == nil {
+		defer cl.Close()
+		var in node.Info
+		if err := cl.Call(ctx, "info", nil, &in, nil); err != nil {
+			return in, cli.Exit(fmt.Sprintf("info from running node: %v", err), exitFailure)
+		}
+		return in, nil
+	}
+	id, err := identity.Load(l.Key())
+	if errors.Is(err, fs.ErrNotExist) {
+		return node.Info{}, cli.Exit(fmt.Sprintf("no node in %s (`phpchat-node run` creates one)", l.Dir), exitFailure)
+	}
+	if err != nil {
+		return node.Info{}, cli.Exit(err.Error(), exitFailure)
+	}
+	s, err := resolveSettings(nil, l)
+	if err != nil {
+		return node.Info{}, err
+	}
+	return localInfo(l, s, id), nil
+}
+
+func printInfo(w io.Writer, in node.Info) {
+	fmt.Fprintf(w, "phpchat-node %s\n", in.Version)
+	row := func(k, v string) { fmt.Fprintf(w, "   %-13s %s\n", k+":", v) }
+	row("Address", in.Address)
+	row("Fingerprint", in.Fingerprint)
+	row("Mail address", in.MailAddress)
+	row("Nickname", in.Nickname)
+	row("Listen", in.Listen)
+	row("Data dir", in.DataDir)
+	if in.Running {
+		row("Running", fmt.Sprintf("yes (pid %d, up %s)", in.PID, (time.Duration(in.Uptime)*time.Second).String()))
+		if in.MemoryRSS > 0 {
+			row("Memory", fmt.Sprintf("%.1f MiB resident", float64(in.MemoryRSS)/(1<<20)))
+		}
+	} else {
+		row("Running", "no")
+	}
+}

@@ -1,0 +1,142 @@
+// Command phpchat-node runs a node of the PHPChat network: a decentralized,
+// end-to-end encrypted chat and offline-mail system. One process holds the
+// peer-to-peer kernel, the scheduler, the hashcash miners, the mail gateways
+// and the control socket through which the other commands reach it.
+//
+// Usage:
+//
+//	phpchat-node [--data-dir DIR] run      start a node in the foreground
+//	phpchat-node info [--json]             show the local node
+//	phpchat-node version                   print the version
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/node"
+)
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, "phpchat-node:", msg)
+			}
+			os.Exit(ec.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "phpchat-node:", err)
+		os.Exit(1)
+	}
+}
+
+// Exit statuses.
+const (
+	exitFailure  = 1 // the node or the command failed
+	exitSettings = 2 // a setting or an argument was refused
+)
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "phpchat-node",
+		Usage:   "a node of the PHPChat network: decentralized, end-to-end encrypted chat and offline mail",
+		Version: node.Version,
+		// Exit codes are ours; urfave's handler would exit from inside Run.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Flags: []cli.Flag{
+			&cli.StringFlag{
+				Name:    "data-dir",
+				Usage:   "directory of the node's key, settings and database",
+				EnvVars: []string{"PHPCHAT_DATA_DIR"},
+				Value:   config.DefaultDataDir(),
+			},
+			settingFlag("log-level"),
+			settingFlag("log-format"),
+		},
+		Commands: []*cli.Command{
+			runCommand(),
+			infoCommand(),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(c.App.Writer, "phpchat-node", node.Version)
+					return nil
+				},
+			},
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return cli.Exit(err.Error(), exitSettings)
+		},
+	}
+}
+
+// settingFlag is the command-line flag of a setting in config.Table. The
+// environment and settings.yml are read by config, not by the flag, so that
+// an error can name where a refused value came from.
+func settingFlag(key string) cli.Flag {
+	d, ok := config.Lookup(key)
+	if !ok {
+		panic("no setting " + key) // a programming error, caught by any test
+	}
+	return &cli.StringFlag{
+		Name:        key,
+		Usage:       fmt.Sprintf("%s (environment %s, settings.yml key %s)", d.Usage, d.Env(), key),
+		DefaultText: d.Default,
+	}
+}
+
+// flagSource is the config.Source of the flags set on the command line.
+type flagSource struct{ c *cli.Context }
+
+func (f flagSource) Value(key string) (string, string, bool) {
+	if !f.c.IsSet(key) {
+		return "", "", false
+	}
+	return f.c.String(key), "flag --" + key, true
+}
+
+// layout returns the data directory chosen by --data-dir, made absolute.
+func layout(c *cli.Context) (config.Layout, error) {
+	dir, err := filepath.Abs(c.String("data-dir"))
+	if err != nil {
+		return config.Layout{}, cli.Exit(fmt.Sprintf("--data-dir: %v", err), exitSettings)
+	}
+	return config.Layout{Dir: dir}, nil
+}
+
+// resolveSettings reads settings.yml of l and resolves the settings from
+// the flags of c (if not nil), the environment and the file. A refused
+// setting is an exit with status 2.
+func resolveSettings(c *cli.Context, l config.Layout) (*config.Settings, error) {
+	file, err := config.ReadFile(l.Settings())
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitSettings)
+	}
+	var sources []config.Source
+	if c != nil {
+		sources = append(sources, flagSource{c})
+	}
+	sources = append(sources, config.Env(os.LookupEnv), file)
+	s, err := config.Resolve(sources...)
+	if err != nil {
+		return nil, cli.Exit(err.Error(), exitSettings)
+	}
+	return s, nil
+}
+
+func newLogger(w io.Writer, s *config.Settings) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: s.LogLevel}
+	if s.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the phpchat-node built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "phpchat-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "phpchat-node")
+	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testNode is a phpchat-node process run by a test.
+type testNode struct {
+	t       *testing.T
+	dataDir string
+	cmd     *exec.Cmd
+	stderr  bytes.Buffer
+	notify  *net.UnixConn
+	exited  chan error
+}
+
+// command returns an exec.Cmd of the binary on the node's data dir.
+func (n *testNode) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, append([]string{"--data-dir", n.dataDir}, args...)...)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
+	return cmd
+}
+
+// startNode runs `run` and waits for it to tell systemd's socket READY=1.
+func startNode(t *testing.T, dataDir string, args ...string) *testNode {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{t: t, dataDir: dataDir, notify: notify, exited: make(chan error, 1)}
+	n.cmd = n.command(append([]string{"run"}, args...)...)
+	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	n.cmd.Stderr = &n.stderr
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.exited <- n.cmd.Wait() }()
+	t.Cleanup(func() {
+		n.cmd.Process.Kill()
+		notify.Close()
+		if t.Failed() {
+			t.Logf("node log:\n%s", n.stderr.String())
+		}
+	})
+	n.expectNotify("READY=1")
+	return n
+}
+
+func (n *testNode) expectNotify(want string) {
+	n.t.Helper()
+	buf := make([]byte, 256)
+	n.notify.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := n.notify.Read(buf)
+	if err != nil {
+		n.t.Fatalf("waiting for %s from the node: %v", want, err)
+	}
+	if string(buf[:got]) != want {
+		n.t.Fatalf("node notified %q, want %q", buf[:got], want)
+	}
+}
+
+// info runs `info --json` and decodes it.
+func (n *testNode) info() map[string]any {
+	n.t.Helper()
+	out, err := n.command("info", "--json").Output()
+	if err != nil {
+		n.t.Fatalf("info --json: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		n.t.Fatalf("info --json printed %q: %v", out, err)
+	}
+	return m
+}
+
+func TestRunInfoEndToEnd(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "node")
+	n := startNode(t, dataDir, "--listen", "127.0.0.1:0", "--nickname", "alice")
+
+	fi, err := os.Stat(dataDir)
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(dataDir, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("node.key: %v, want mode 0600", err)
+	}
+
+	in := n.info()
+	for _, k := range []string{"version", "address", "mail_address", "nickname", "listen", "data_dir", "running"} {
+		if _, ok := in[k]; !ok {
+			t.Errorf("info --json lacks %q: %v", k, in)
+		}
+	}
+	addr, _ := in["address"].(string)
+	if in["running"] != true || in["nickname"] != "alice" || in["mail_address"] != addr+"@phpchat.lan" || len(addr) > 64 || addr == "" {
+		t.Fatalf("info of the running node: %v", in)
+	}
+
+	// A second node on the same data dir is refused, naming the first's pid.
+	out, err := n.command("run", "--listen", "127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), "pid "+strconv.Itoa(n.cmd.Process.Pid)) {
+		t.Fatalf("second run: %v, %s; want a refusal naming pid %d", err, out, n.cmd.Process.Pid)
+	}
+
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	n.expectNotify("STOPPING=1")
+	select {
+	case err := <-n.exited:
+		if err != nil {
+			t.Fatalf("node exited with %v after SIGTERM, want status 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("node did not stop within 5 s of SIGTERM")
+	}
+
+	in = n.info()
+	if in["running"] != false || in["address"] != addr {
+		t.Fatalf("info of the stopped node: %v", in)
+	}
+
+	// The identity survives a restart.
+	n = startNode(t, dataDir, "--listen", "127.0.0.1:0")
+	if got := n.info()["address"]; got != addr {
+		t.Fatalf("address after restart %v, want %v", got, addr)
+	}
+}
+
+func TestRunRefusesBadSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      string
+		file     string
+		wantText string
+	}{
+		{name: "port out of range", args: []string{"--listen", "0.0.0.0:70000"}, wantText: "setting listen (flag --listen): port"},
+		{name: "unknown log level", env: "PHPCHAT_LOG_LEVEL=loud", wantText: "setting log-level (environment PHPCHAT_LOG_LEVEL): unknown log level"},
+		{name: "unknown key", file: "listen: 127.0.0.1:0\nlisten-port: 1\n", wantText: `line 2: unknown key "listen-port"`},
+		{name: "unreadable yaml", file: "listen: [\n", wantText: "settings.yml"},
+		{name: "bad file value", file: "shutdown-timeout: never\n", wantText: "setting shutdown-timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &testNode{t: t, dataDir: filepath.Join(t.TempDir(), "node")}
+			if tc.file != "" {
+				os.MkdirAll(n.dataDir, 0o700)
+				os.WriteFile(filepath.Join(n.dataDir, "settings.yml"), []byte(tc.file), 0o600)
+			}
+			cmd := n.command(append([]string{"run"}, tc.args...)...)
+			if tc.env != "" {
+				cmd.Env = append(cmd.Env, tc.env)
+			}
+			done := make(chan struct{})
+			time.AfterFunc(30*time.Second, func() {
+				select {
+				case <-done:
+				default:
+					cmd.Process.Kill()
+				}
+			})
+			out, err := cmd.CombinedOutput()
+			close(done)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("run: %v, output %s; want exit status 2", err, out)
+			}
+			if !strings.Contains(string(out), tc.wantText) {
+				t.Fatalf("run said %q, want it to contain %q", out, tc.wantText)
+			}
+		})
+	}
+}
+
+func TestInfoWithoutNode(t *testing.T) {
+	n := &testNode{t: t, dataDir: filepath.Join(t.TempDir(), "none")}
+	out, err := n.command("info").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no node in") {
+		t.Fatalf("info on an empty dir: %v, %s", err, out)
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/supervisor"
+	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/control"
+)
+
+func runCommand() *cli.Command {
+	var flags []cli.Flag
+	for _, d := range config.Table {
+		if d.Key == "log-level" || d.Key == "log-format" {
+			continue // global flags
+		}
+		flags = append(flags, settingFlag(d.Key))
+	}
+	return &cli.Command{
+		Name:   "run",
+		Usage:  "run the node in the foreground until SIGINT or SIGTERM",
+		Flags:  flags,
+		Action: runNode,
+	}
+}
+
+func runNode(c *cli.Context) error {
+	l, err := layout(c)
+	if err != nil {
+		return err
+	}
+	if _, err := l.Create(); err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	s, err := resolveSettings(c, l)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(c.App.ErrWriter, s)
+
+	lock, err := l.Lock()
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("cannot run: %v", err), exitFailure)
+	}
+	defer lock.Unlock()
+
+	id, created, err := identity.LoadOrCreate(l.Key())
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	if created {
+		logger.Info("new node identity created", "address", id.Address.String(), "key", l.Key())
+	}
+	db, err := store.Open(l.Store(), logger)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = serve(ctx, l, s, id, db, logger)
+	if nerr := supervisor.Notify("STOPPING=1"); nerr != nil {
+		logger.Warn("systemd notification failed", "err", nerr)
+	}
+	if cerr := db.Close(); cerr != nil {
+		logger.Error("closing store", "err", cerr)
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	logger.Info("node stopped")
+	return nil
+}
+
+// serve runs the node's subsystems until ctx ends or a required one fails.
+func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) error {
+	r := router.New()
+	info := localInfo(l, s, id)
+	ctl := &control.Server{
+		Path:     l.ControlSocket(),
+		Router:   r,
+		Logger:   logger.With("subsystem", "control"),
+		Handlers: control.NodeHandlers(),
+	}
+	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
+	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
+	err := sup.Run(ctx, []supervisor.Subsystem{
+		{Name: "info", Required: true, Run: func(ctx context.Context, ready func()) error {
+			return node.ServeInfo(ctx, r, info, ready)
+		}},
+		{Name: "control", Required: true, Run: ctl.Run},
+	}, func() {
+		if err := supervisor.Notify("READY=1"); err != nil {
+			logger.Warn("systemd notification failed", "err", err)
+		}
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// localInfo describes the node from its data directory and settings.
+func localInfo(l config.Layout, s *config.Settings, id *identity.Identity) node.Info {
+	addr := id.Address.String()
+	return node.Info{
+		Version:     node.Version,
+		Address:     addr,
+		Fingerprint: id.Address.Fingerprint(),
+		MailAddress: addr + "@" + s.MailDomain,
+		Nickname:    s.Nickname,
+		Listen:      s.Listen,
+		DataDir:     l.Dir,
+	}
+}
