@@ -1,0 +1,69 @@
+package store
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ErrSpent is returned by Stamps.Spend for a stamp already spent.
+var ErrSpent = errors.New("stamp already spent")
+
+// Stamps remembers spent hashcash stamps until they expire, so that each
+// stamp pays for one thing only, across restarts. Entries vanish by
+// themselves (badger TTL) once the stamp could no longer be accepted.
+type Stamps struct{ db *badger.DB }
+
+// Stamps returns the spent-stamp repository.
+func (d *DB) Stamps() *Stamps { return &Stamps{db: d.db} }
+
+func stampKey(stamp string) []byte {
+	sum := sha256.Sum256([]byte(stamp))
+	return append([]byte("stamp/"), sum[:]...)
+}
+
+// Spend records stamp as spent until expires. It returns ErrSpent if the
+// stamp was spent before, including by a concurrent Spend.
+func (s *Stamps) Spend(stamp string, expires time.Time) error {
+	ttl := time.Until(expires)
+	if ttl <= 0 {
+		return fmt.Errorf("spend stamp: already expired at %s", expires.UTC().Format(time.RFC3339))
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		key := stampKey(stamp)
+		_, err := txn.Get(key)
+		if err == nil {
+			return ErrSpent
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.SetEntry(badger.NewEntry(key, nil).WithTTL(ttl))
+	})
+	if errors.Is(err, badger.ErrConflict) {
+		err = ErrSpent // another Spend of the same stamp committed first
+	}
+	if err != nil {
+		return fmt.Errorf("spend stamp: %w", err)
+	}
+	return nil
+}
+
+// Spent reports whether stamp has been spent and has not yet expired.
+func (s *Stamps) Spent(stamp string) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(stampKey(stamp))
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look up stamp: %w", err)
+	}
+}
