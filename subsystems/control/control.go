@@ -42,15 +42,16 @@ type ErrorData struct {
 	Name string `json:"name,omitempty"` // the name of the frame refused
 }
 
-// Error codes of the control socket, from the 9xxx range of the peer
-// protocol's table.
+// Error codes of the control socket: the 9xxx codes of the peer
+// protocol's table (docs/protocol.md), with the same meanings.
 const (
-	CodeInvalid    = 9000 // data not JSON or not what the function takes
-	CodeUnknown    = 9020 // no such function
-	CodeTooLarge   = 9040 // frame over MaxFrame
-	CodeBusy       = 9050 // too many requests in flight on the connection
-	CodeFailed     = 9060 // the function failed; the text says why
-	CodeBadRequest = 9070 // a frame without a name
+	CodeInvalid     = 9000 // data not what the function takes
+	CodeUnknown     = 9020 // no such function
+	CodeTooLarge    = 9040 // frame over MaxFrame
+	CodeBusy        = 9050 // too many requests in flight on the connection
+	CodeFailed      = 9060 // the function failed; the text says why
+	CodeBadEnvelope = 9070 // JSON, but not an envelope with a name
+	CodeNotJSON     = 9080 // not JSON text
 )
 
 // Limits of a connection.
@@ -213,11 +214,16 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		}
 		var f Frame
 		if err := json.Unmarshal(line, &f); err != nil {
-			c.sendError(0, CodeInvalid, "", "frame is not a JSON object {name, rid, data}: "+err.Error())
+			var syn *json.SyntaxError
+			if errors.As(err, &syn) {
+				c.sendError(0, CodeNotJSON, "", "frame is not JSON: "+err.Error())
+			} else {
+				c.sendError(0, CodeBadEnvelope, "", "frame is not an envelope {name, rid, data}: "+err.Error())
+			}
 			continue
 		}
 		if f.Name == "" {
-			c.sendError(f.RID, CodeBadRequest, "", "frame has no name")
+			c.sendError(f.RID, CodeBadEnvelope, "", "frame has no name")
 			continue
 		}
 		h, ok := s.Handlers[f.Name]

@@ -112,13 +112,15 @@ func TestBadFramesKeepConnection(t *testing.T) {
 		}
 	}
 	send("this is not json\n")
-	expect("not JSON", "error", CodeInvalid)
+	expect("not JSON", "error", CodeNotJSON)
 	send(`{"name":"ping","rid":1}` + "\n")
 	expect("ping after garbage", "ping", 0)
 	send(`{"name":"format_disk","rid":2}` + "\n")
 	expect("unknown function", "error", CodeUnknown)
 	send(`{"rid":3}` + "\n")
-	expect("no name", "error", CodeBadRequest)
+	expect("no name", "error", CodeBadEnvelope)
+	send(`{"name":7}` + "\n")
+	expect("name not a string", "error", CodeBadEnvelope)
 	send(`{"name":"ping","data":"` + strings.Repeat("x", MaxFrame) + `"}` + "\n")
 	expect("oversize", "error", CodeTooLarge)
 	send(`{"name":"info","rid":4}` + "\n")
