@@ -1,0 +1,260 @@
+// Package cron is the node's scheduler, the successor of PHPChat's cronjob
+// process: it runs periodic jobs (refresh the DHT, ping quiet peers,
+// re-bootstrap, save and compact the store, expire old records) on real
+// timers with jitter, and runs a whole cycle, or chosen jobs, on request.
+//
+// Each job's next run is planned from its previous plan, not from when it
+// finished, so schedules do not drift; jitter spreads nodes (and jobs) so
+// that they do not all act at once. Jobs run one at a time.
+package cron
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/router"
+)
+
+// Endpoint is the scheduler's router id.
+const Endpoint = "cron"
+
+// A Job is one periodic task.
+type Job struct {
+	Name  string
+	Every time.Duration
+	// Jitter is the fraction of Every by which a run may come early or late
+	// (0.1: ±10%).
+	Jitter float64
+	Run    func(ctx context.Context) error
+}
+
+// RunRequest asks the scheduler to run jobs now and waits for them: the
+// jobs named in Only, or every job (one full cycle) when Only is empty.
+// The reply is a []Result.
+type RunRequest struct{ Only []string }
+
+// Result is the outcome of one run of a job.
+type Result struct {
+	Job   string        `json:"job"`
+	Took  time.Duration `json:"took_ns"`
+	Error string        `json:"error,omitempty"`
+}
+
+// StatusRequest asks for the jobs' Status; the reply is a []Status.
+type StatusRequest struct{}
+
+// Status describes a job for `info`.
+type Status struct {
+	Job      string        `json:"job"`
+	Every    time.Duration `json:"every_ns"`
+	Runs     uint64        `json:"runs"`
+	LastRun  time.Time     `json:"last_run,omitzero"`
+	LastTook time.Duration `json:"last_took_ns"`
+	LastErr  string        `json:"last_error,omitempty"`
+	NextRun  time.Time     `json:"next_run,omitzero"`
+}
+
+// Scheduler runs jobs.
+type Scheduler struct {
+	Router *router.Router
+	Logger *slog.Logger
+	Jobs   []Job
+	// Now is the clock (time.Now when nil); tests may replace it.
+	Now func() time.Time
+
+	mu     sync.Mutex
+	status map[string]*Status
+}
+
+type work struct {
+	jobs  []Job
+	reply func([]Result)
+}
+
+// Run schedules jobs until ctx ends.
+func (s *Scheduler) Run(ctx context.Context, ready func()) error {
+	for _, j := range s.Jobs {
+		if j.Every <= 0 || j.Run == nil || j.Name == "" {
+			return fmt.Errorf("cron: job %q needs a name, a period and a function", j.Name)
+		}
+	}
+	now := s.now
+	ep, err := s.Router.Register(Endpoint, 16)
+	if err != nil {
+		return err
+	}
+	defer ep.Close()
+
+	s.mu.Lock()
+	s.status = make(map[string]*Status, len(s.Jobs))
+	next := make([]time.Time, len(s.Jobs))
+	for i, j := range s.Jobs {
+		// The first runs are spread over one period.
+		next[i] = now().Add(time.Duration(rand.Float64() * float64(j.Every) * max(j.Jitter, 0.05)))
+		s.status[j.Name] = &Status{Job: j.Name, Every: j.Every, NextRun: next[i]}
+	}
+	s.mu.Unlock()
+
+	// One worker runs jobs one at a time, so the loop below keeps
+	// answering requests while a job runs.
+	queue := make(chan work, 16)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case w := <-queue:
+				res := make([]Result, 0, len(w.jobs))
+				for _, j := range w.jobs {
+					res = append(res, s.runJob(ctx, j))
+				}
+				if w.reply != nil {
+					w.reply(res)
+				}
+			}
+		}
+	}()
+	defer wg.Wait()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	ready()
+	for {
+		i := -1 // the job due first
+		for k := range next {
+			if i < 0 || next[k].Before(next[i]) {
+				i = k
+			}
+		}
+		if i >= 0 {
+			timer.Reset(max(next[i].Sub(now()), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			j := s.Jobs[i]
+			// Plan from the plan, not from now: no drift.
+			next[i] = next[i].Add(jittered(j.Every, j.Jitter))
+			if late := now(); next[i].Before(late) {
+				next[i] = late.Add(jittered(j.Every, j.Jitter)) // asleep or overloaded: skip missed runs
+			}
+			s.setNext(j.Name, next[i])
+			select {
+			case queue <- work{jobs: []Job{j}}:
+			default:
+				s.Logger.Warn("cron: job skipped, scheduler busy", "job", j.Name)
+			}
+		case m := <-ep.Inbox():
+			s.handle(m, queue)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Scheduler) handle(m *router.Msg, queue chan<- work) {
+	switch req := m.Body.(type) {
+	case StatusRequest:
+		m.Reply(s.Status(), nil)
+	case RunRequest:
+		var jobs []Job
+		if len(req.Only) == 0 {
+			jobs = s.Jobs
+		} else {
+			for _, name := range req.Only {
+				k := slices.IndexFunc(s.Jobs, func(j Job) bool { return j.Name == name })
+				if k < 0 {
+					m.Reply(nil, fmt.Errorf("cron: no job %q", name))
+					return
+				}
+				jobs = append(jobs, s.Jobs[k])
+			}
+		}
+		select {
+		case queue <- work{jobs: jobs, reply: func(r []Result) { m.Reply(r, nil) }}:
+		default:
+			m.Reply(nil, fmt.Errorf("cron: %w", router.ErrInboxFull))
+		}
+	default:
+		m.Reply(nil, fmt.Errorf("cron: unexpected %T", m.Body))
+	}
+}
+
+func (s *Scheduler) runJob(ctx context.Context, j Job) Result {
+	start := s.now()
+	err := safeRun(ctx, j)
+	took := s.now().Sub(start)
+	r := Result{Job: j.Name, Took: took}
+	s.mu.Lock()
+	st := s.status[j.Name]
+	st.Runs++
+	st.LastRun, st.LastTook, st.LastErr = start, took, ""
+	if err != nil {
+		r.Error = err.Error()
+		st.LastErr = r.Error
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.Logger.Warn("cron: job failed", "job", j.Name, "took", took, "err", err)
+	} else {
+		s.Logger.Debug("cron: job ran", "job", j.Name, "took", took)
+	}
+	return r
+}
+
+func safeRun(ctx context.Context, j Job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return j.Run(ctx)
+}
+
+// Status returns the jobs' status, in the order of Jobs.
+func (s *Scheduler) Status() []Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Status, 0, len(s.Jobs))
+	for _, j := range s.Jobs {
+		if st := s.status[j.Name]; st != nil {
+			out = append(out, *st)
+		}
+	}
+	return out
+}
+
+func (s *Scheduler) setNext(name string, t time.Time) {
+	s.mu.Lock()
+	s.status[name].NextRun = t
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// jittered returns every moved by up to ±jitter of itself.
+func jittered(every time.Duration, jitter float64) time.Duration {
+	if jitter <= 0 {
+		return every
+	}
+	f := 1 + jitter*(2*rand.Float64()-1)
+	return time.Duration(float64(every) * f)
+}

@@ -1,0 +1,115 @@
+package cron
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/router"
+)
+
+func start(t *testing.T, jobs ...Job) *router.Endpoint {
+	t.Helper()
+	r := router.New()
+	s := &Scheduler{Router: r, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Jobs: jobs}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("scheduler: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	c, _ := r.Register("console", 1)
+	return c
+}
+
+func TestJobsRunPeriodically(t *testing.T) {
+	ticks := make(chan struct{}, 100)
+	start(t, Job{Name: "ping", Every: 10 * time.Millisecond, Jitter: 0.2, Run: func(context.Context) error {
+		select {
+		case ticks <- struct{}{}:
+		default:
+		}
+		return nil
+	}})
+	for i := 0; i < 5; i++ {
+		select {
+		case <-ticks:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("job ran %d times in 5 s, want 5 at a 10 ms period", i)
+		}
+	}
+}
+
+func TestRunCycleNow(t *testing.T) {
+	var order []string
+	job := func(name string, err error) Job {
+		return Job{Name: name, Every: time.Hour, Run: func(context.Context) error {
+			order = append(order, name) // jobs run one at a time: no race
+			return err
+		}}
+	}
+	c := start(t, job("refresh", nil), job("ping", errors.New("no peers")), job("save", nil))
+	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := v.([]Result)
+	if len(res) != 3 || res[0].Job != "refresh" || res[1].Error != "no peers" || res[2].Error != "" {
+		t.Fatalf("cycle results %+v", res)
+	}
+	v, err = c.Call(context.Background(), Endpoint, RunRequest{Only: []string{"ping"}})
+	if err != nil || len(v.([]Result)) != 1 {
+		t.Fatalf("ping only: %v, %v", v, err)
+	}
+	if _, err := c.Call(context.Background(), Endpoint, RunRequest{Only: []string{"reboot"}}); err == nil {
+		t.Fatal("unknown job accepted")
+	}
+	v, err = c.Call(context.Background(), Endpoint, StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := v.([]Status)
+	if st[1].Job != "ping" || st[1].Runs != 2 || st[1].LastErr != "no peers" || st[1].LastRun.IsZero() || st[0].Runs != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if st[0].NextRun.IsZero() {
+		t.Fatal("no next run planned")
+	}
+}
+
+func TestPanickingJobIsReported(t *testing.T) {
+	c := start(t, Job{Name: "bad", Every: time.Hour, Run: func(context.Context) error { panic("boom") }})
+	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
+	if err != nil || v.([]Result)[0].Error != "panic: boom" {
+		t.Fatalf("got %v, %v", v, err)
+	}
+}
+
+func TestBadJobRefused(t *testing.T) {
+	s := &Scheduler{Router: router.New(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Jobs: []Job{{Name: "x", Run: func(context.Context) error { return nil }}}}
+	if err := s.Run(context.Background(), func() {}); err == nil {
+		t.Fatal("job without a period accepted")
+	}
+}
+
+func TestJitterBounds(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		d := jittered(time.Second, 0.1)
+		if d < 900*time.Millisecond || d > 1100*time.Millisecond {
+			t.Fatalf("jittered(1s, 0.1) = %v", d)
+		}
+	}
+}
