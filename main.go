@@ -7,6 +7,8 @@
 //
 //	phpchat-node [--data-dir DIR] run      start a node in the foreground
 //	phpchat-node info [--json]             show the local node
+//	phpchat-node contacts [list|add|remove] the address book
+//	phpchat-node cronjob -c|-p|-b          run scheduled jobs now
 //	phpchat-node version                   print the version
 package main
 
@@ -64,6 +66,8 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			runCommand(),
 			infoCommand(),
+			contactsCommand(),
+			cronjobCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

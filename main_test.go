@@ -212,3 +212,56 @@ func TestInfoWithoutNode(t *testing.T) {
 		t.Fatalf("info on an empty dir: %v, %s", err, out)
 	}
 }
+
+func TestContactsAndCronjob(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "node")
+	// A second node only to have a valid address to add.
+	peerDir := filepath.Join(t.TempDir(), "peer")
+	peer := startNode(t, peerDir, "--listen", "127.0.0.1:0")
+	peerAddr := peer.info()["address"].(string)
+
+	n := startNode(t, dataDir, "--listen", "127.0.0.1:0")
+	run := func(args ...string) (string, error) {
+		out, err := n.command(args...).CombinedOutput()
+		return string(out), err
+	}
+	typo := []byte(peerAddr)
+	typo[10] ^= 1 // one character changed
+	if out, err := run("contacts", "add", string(typo), "bob"); err == nil || !strings.Contains(out, "invalid address") {
+		t.Fatalf("mistyped address: %v, %s", err, out)
+	}
+	if out, err := run("contacts", "add", peerAddr, "Bob"); err != nil {
+		t.Fatalf("contacts add: %v, %s", err, out)
+	}
+	if out, err := run("contacts", "add", peerAddr, "bobby"); err == nil || !strings.Contains(out, "already") {
+		t.Fatalf("same address twice: %v, %s", err, out)
+	}
+	out, err := run("contacts", "list", "--json")
+	var list []map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0]["nickname"] != "Bob" || list[0]["address"] != peerAddr {
+		t.Fatalf("contacts list --json: %v, %s", err, out)
+	}
+	out, err = run("cronjob", "-c")
+	if err != nil || !strings.Contains(out, "save") || !strings.Contains(out, "ok") {
+		t.Fatalf("cronjob -c: %v, %s", err, out)
+	}
+
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-n.exited; err != nil {
+		t.Fatalf("node exit: %v", err)
+	}
+	// With the node stopped, the book is read from the store.
+	out, err = run("contacts")
+	if err != nil || !strings.Contains(out, "Bob") || !strings.Contains(out, peerAddr) {
+		t.Fatalf("contacts on the stopped node: %v, %s", err, out)
+	}
+	if out, err := run("contacts", "remove", "1"); err != nil {
+		t.Fatalf("contacts remove: %v, %s", err, out)
+	}
+	if out, _ := run("contacts"); !strings.Contains(out, "empty") {
+		t.Fatalf("after remove: %s", out)
+	}
+	if out, err := run("cronjob", "-c"); err == nil || !strings.Contains(out, "no node is running") {
+		t.Fatalf("cronjob without a node: %v, %s", err, out)
+	}
+}

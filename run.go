@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/phpchat/phpchat-node/node/supervisor"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
+	"github.com/phpchat/phpchat-node/subsystems/cron"
 )
 
 func runCommand() *cli.Command {
@@ -91,12 +94,16 @@ func runNode(c *cli.Context) error {
 func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) error {
 	r := router.New()
 	info := localInfo(l, s, id)
+	handlers := control.NodeHandlers()
+	maps.Copy(handlers, control.ContactHandlers(db.Contacts()))
+	maps.Copy(handlers, control.CronHandlers())
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
 		Logger:   logger.With("subsystem", "control"),
-		Handlers: control.NodeHandlers(),
+		Handlers: handlers,
 	}
+	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
 	err := sup.Run(ctx, []supervisor.Subsystem{
@@ -104,6 +111,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 			return node.ServeInfo(ctx, r, info, ready)
 		}},
 		{Name: "control", Required: true, Run: ctl.Run},
+		{Name: "cron", Run: sched.Run},
 	}, func() {
 		if err := supervisor.Notify("READY=1"); err != nil {
 			logger.Warn("systemd notification failed", "err", err)
@@ -113,6 +121,18 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		return err
 	}
 	return nil
+}
+
+// cronJobs are the node's periodic jobs.
+func cronJobs(db *store.DB) []cron.Job {
+	return []cron.Job{
+		{Name: "save", Every: 10 * time.Minute, Jitter: 0.1, Run: func(context.Context) error {
+			if err := db.Sync(); err != nil {
+				return err
+			}
+			return db.Compact()
+		}},
+	}
 }
 
 // localInfo describes the node from its data directory and settings.
