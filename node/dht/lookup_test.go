@@ -3,6 +3,7 @@ package dht
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/phpchat/phpchat-node/node/identity"
@@ -13,11 +14,11 @@ import (
 type flood struct {
 	t     *testing.T
 	self  identity.Address
-	asked int
+	asked atomic.Int32
 }
 
 func (f *flood) FindNode(_ context.Context, n Node, _ identity.ID) ([]Node, error) {
-	f.asked++
+	f.asked.Add(1)
 	out := []Node{{}, {Address: f.self}}
 	for i := 0; i < 500; i++ {
 		out = append(out, Node{Address: newAddr(f.t)})
