@@ -103,13 +103,12 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Logger:   logger.With("subsystem", "control"),
 		Handlers: handlers,
 	}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{cronInfo}}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
 	err := sup.Run(ctx, []supervisor.Subsystem{
-		{Name: "info", Required: true, Run: func(ctx context.Context, ready func()) error {
-			return node.ServeInfo(ctx, r, info, ready)
-		}},
+		{Name: "info", Required: true, Run: infoSvc.Run},
 		{Name: "control", Required: true, Run: ctl.Run},
 		{Name: "cron", Run: sched.Run},
 	}, func() {
@@ -119,6 +118,22 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	return nil
+}
+
+// cronInfo adds the scheduler's jobs to Info.
+func cronInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
+	v, err := ep.Call(ctx, cron.Endpoint, cron.StatusRequest{})
+	if err != nil {
+		return err
+	}
+	sts, ok := v.([]cron.Status)
+	if !ok {
+		return fmt.Errorf("cron answered %T", v)
+	}
+	for _, st := range sts {
+		in.Cron = append(in.Cron, node.JobInfo{Job: st.Job, LastRun: st.LastRun, LastTook: st.LastTook.Seconds(), LastErr: st.LastErr, Runs: st.Runs})
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/router"
@@ -35,7 +37,54 @@ type Info struct {
 	Started   *time.Time `json:"started,omitempty"`
 	Uptime    float64    `json:"uptime_seconds,omitempty"`
 	MemoryRSS int64      `json:"memory_rss,omitempty"` // bytes, resident
+
+	// Filled by the subsystems' contributors while the node runs.
+	Peers       *int       `json:"peers,omitempty"`
+	PeersIn     int        `json:"peers_in,omitempty"`
+	PeersOut    int        `json:"peers_out,omitempty"`
+	TrafficIn   *uint64    `json:"traffic_in,omitempty"`  // bytes received from peers
+	TrafficOut  *uint64    `json:"traffic_out,omitempty"` // bytes sent to peers
+	Connections []ConnInfo `json:"connections,omitempty"`
+	DHTNodes    *int       `json:"dht_nodes,omitempty"`
+	Buckets     *int       `json:"buckets,omitempty"`
+	DHTNote     string     `json:"dht_note,omitempty"` // such as "no peers and no bootstrap nodes"
+	Miner       *MinerInfo `json:"miner,omitempty"`
+	Cron        []JobInfo  `json:"cron,omitempty"`
 }
+
+// ConnInfo is one peer connection, for `info -c`.
+type ConnInfo struct {
+	Address    string    `json:"address"`
+	Remote     string    `json:"remote"`
+	Inbound    bool      `json:"inbound"`
+	Status     string    `json:"status"` // one letter, as the original's info -c
+	TrafficIn  uint64    `json:"traffic_in"`
+	TrafficOut uint64    `json:"traffic_out"`
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+}
+
+// MinerInfo describes the miner pool.
+type MinerInfo struct {
+	Workers  int     `json:"workers"`
+	HashRate float64 `json:"hash_rate"` // hashes per second
+	Queued   int     `json:"queued"`
+	Minted   uint64  `json:"minted"`
+}
+
+// JobInfo describes one scheduled job.
+type JobInfo struct {
+	Job      string    `json:"job"`
+	LastRun  time.Time `json:"last_run,omitzero"`
+	LastTook float64   `json:"last_took_seconds"`
+	LastErr  string    `json:"last_error,omitempty"`
+	Runs     uint64    `json:"runs"`
+}
+
+// A Contributor adds a subsystem's figures to the running node's Info,
+// asking the subsystem over the router through ep. It should not take
+// long; an error is logged and leaves the figures out.
+type Contributor func(ctx context.Context, ep *router.Endpoint, in *Info) error
 
 // InfoRequest asks the info service for the running node's Info.
 type InfoRequest struct{}
@@ -43,29 +92,50 @@ type InfoRequest struct{}
 // InfoEndpoint is the router id of the info service.
 const InfoEndpoint = "node"
 
-// ServeInfo answers InfoRequests on the router with base, completed with
-// the running process's figures, until ctx ends.
-func ServeInfo(ctx context.Context, r *router.Router, base Info, ready func()) error {
-	ep, err := r.Register(InfoEndpoint, 64)
+// InfoService answers InfoRequests on the router: the node's static Info,
+// completed with the running process's figures and the contributors'.
+type InfoService struct {
+	Router       *router.Router
+	Logger       *slog.Logger
+	Base         Info
+	Contributors []Contributor
+}
+
+// Run serves until ctx ends. Each request is answered on a goroutine of
+// its own, so a slow subsystem delays only that answer.
+func (s *InfoService) Run(ctx context.Context, ready func()) error {
+	ep, err := s.Router.Register(InfoEndpoint, 64)
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
 	started := time.Now()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	ready()
 	return ep.Serve(ctx, func(ctx context.Context, m *router.Msg) (any, error) {
-		switch m.Body.(type) {
-		case InfoRequest:
-			in := base
+		if _, ok := m.Body.(InfoRequest); !ok {
+			return nil, fmt.Errorf("info service: unexpected %T", m.Body)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := s.Base
 			in.Running = true
 			in.PID = os.Getpid()
 			in.Started = &started
 			in.Uptime = time.Since(started).Seconds()
 			in.MemoryRSS = residentMemory()
-			return in, nil
-		default:
-			return nil, fmt.Errorf("info service: unexpected %T", m.Body)
-		}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			for _, c := range s.Contributors {
+				if err := c(cctx, ep, &in); err != nil {
+					s.Logger.Debug("info: contributor failed", "err", err)
+				}
+			}
+			m.Reply(in, nil)
+		}()
+		return nil, router.ErrDeferred
 	})
 }
 

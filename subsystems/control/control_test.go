@@ -32,7 +32,8 @@ func startNode(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{}, 2)
 	done := make(chan error, 2)
-	go func() { done <- node.ServeInfo(ctx, r, node.Info{Address: "pc1test"}, func() { ready <- struct{}{} }) }()
+	info := &node.InfoService{Router: r, Logger: logger, Base: node.Info{Address: "pc1test"}}
+	go func() { done <- info.Run(ctx, func() { ready <- struct{}{} }) }()
 	go func() { done <- srv.Run(ctx, func() { ready <- struct{}{} }) }()
 	<-ready
 	<-ready
