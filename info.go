@@ -21,9 +21,15 @@ func infoCommand() *cli.Command {
 		Name:  "info",
 		Usage: "show the local node: address, mail address, nickname, whether it runs",
 		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (with -c: one per interval)"},
+			&cli.BoolFlag{Name: "live", Aliases: []string{"c"}, Usage: "live statistics of the running node, refreshed every interval"},
+			&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "with -c: time between samples"},
+			&cli.IntFlag{Name: "count", Usage: "with -c: stop after this many samples (0: until interrupted)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.Bool("live") {
+				return liveInfo(c)
+			}
 			in, err := readInfo(c)
 			if err != nil {
 				return err

@@ -128,8 +128,24 @@ func TestRunInfoEndToEnd(t *testing.T) {
 		t.Fatalf("info of the running node: %v", in)
 	}
 
+	// info -c --json prints one JSON object per interval.
+	out, err := n.command("info", "-c", "--json", "--count", "3", "--interval", "50ms").Output()
+	if err != nil {
+		t.Fatalf("info -c: %v", err)
+	}
+	samples := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(samples) != 3 {
+		t.Fatalf("info -c --count 3 printed %d lines: %s", len(samples), out)
+	}
+	for _, line := range samples {
+		var s map[string]any
+		if err := json.Unmarshal([]byte(line), &s); err != nil || s["running"] != true || s["address"] != addr {
+			t.Fatalf("info -c sample %q: %v", line, err)
+		}
+	}
+
 	// A second node on the same data dir is refused, naming the first's pid.
-	out, err := n.command("run", "--listen", "127.0.0.1:0").CombinedOutput()
+	out, err = n.command("run", "--listen", "127.0.0.1:0").CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), "pid "+strconv.Itoa(n.cmd.Process.Pid)) {
 		t.Fatalf("second run: %v, %s; want a refusal naming pid %d", err, out, n.cmd.Process.Pid)
@@ -151,6 +167,10 @@ func TestRunInfoEndToEnd(t *testing.T) {
 	in = n.info()
 	if in["running"] != false || in["address"] != addr {
 		t.Fatalf("info of the stopped node: %v", in)
+	}
+	out, err = n.command("info", "-c").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no node is running") {
+		t.Fatalf("info -c without a running node: %v, %s", err, out)
 	}
 
 	// The identity survives a restart.

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -71,9 +68,7 @@ func runNode(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitFailure)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = serve(ctx, l, s, id, db, logger)
+	err = serve(c.Context, l, s, id, db, logger)
 	if nerr := supervisor.Notify("STOPPING=1"); nerr != nil {
 		logger.Warn("systemd notification failed", "err", nerr)
 	}
