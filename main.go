@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -96,11 +97,11 @@ func settingFlag(key string) cli.Flag {
 	if !ok {
 		panic("no setting " + key) // a programming error, caught by any test
 	}
-	return &cli.StringFlag{
-		Name:        key,
-		Usage:       fmt.Sprintf("%s (environment %s, settings.yml key %s)", d.Usage, d.Env(), key),
-		DefaultText: d.Default,
+	usage := fmt.Sprintf("%s (environment %s, settings.yml key %s)", d.Usage, d.Env(), key)
+	if d.List {
+		return &cli.StringSliceFlag{Name: key, Usage: usage + "; repeatable"}
 	}
+	return &cli.StringFlag{Name: key, Usage: usage, DefaultText: d.Default}
 }
 
 // flagSource is the config.Source of the flags set on the command line.
@@ -109,6 +110,9 @@ type flagSource struct{ c *cli.Context }
 func (f flagSource) Value(key string) (string, string, bool) {
 	if !f.c.IsSet(key) {
 		return "", "", false
+	}
+	if d, _ := config.Lookup(key); d.List {
+		return strings.Join(f.c.StringSlice(key), ","), "flag --" + key, true
 	}
 	return f.c.String(key), "flag --" + key, true
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,14 @@ type Settings struct {
 	LogLevel        slog.Level
 	LogFormat       string // "text" or "json"
 	Listen          string // P2P listen address, host:port
+	Connect         []string
+	MaxInbound      int
+	MaxOutbound     int
+	MaxPerIP        int
+	MaxFrame        int
+	HandshakeTime   time.Duration
+	IdleTimeout     time.Duration
+	Miners          int
 	Nickname        string
 	MailDomain      string
 	ShutdownTimeout time.Duration
@@ -33,6 +42,10 @@ type Setting struct {
 	Key     string
 	Usage   string
 	Default string
+	// List settings take several values: a repeated flag, a
+	// comma-separated environment variable, a YAML sequence. Sources pass
+	// them joined by commas.
+	List bool
 	// apply checks v and stores it in s. The error says why v is refused,
 	// without naming the key; the caller adds that.
 	apply func(s *Settings, v string) error
@@ -87,6 +100,27 @@ var Table = []Setting{
 		},
 	},
 	{
+		Key: "connect", List: true,
+		Usage: "peers to dial at start and keep connected: host:port or address@host:port",
+		apply: func(s *Settings, v string) error {
+			s.Connect = nil
+			for _, t := range SplitList(v) {
+				if err := CheckPeerTarget(t); err != nil {
+					return err
+				}
+				s.Connect = append(s.Connect, t)
+			}
+			return nil
+		},
+	},
+	intSetting("max-inbound", "64", "most sessions peers may open to this node", 0, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
+	intSetting("max-outbound", "32", "most sessions this node opens to peers", 0, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
+	intSetting("max-per-ip", "4", "most sessions from one IP address", 1, 100000, func(s *Settings, n int) { s.MaxPerIP = n }),
+	intSetting("max-frame", "1048576", "largest frame a peer may send, in bytes", 4096, 16<<20, func(s *Settings, n int) { s.MaxFrame = n }),
+	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
+	durationSetting("idle-timeout", "2m", "a session silent this long is pinged, and closed if the ping is not answered", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
+	intSetting("miners", strconv.Itoa(runtime.NumCPU()), "hashcash miner goroutines (default: the number of CPUs)", 1, 1024, func(s *Settings, n int) { s.Miners = n }),
+	{
 		Key: "nickname", Default: DefaultNickname,
 		Usage: "the name peers see in talks",
 		apply: func(s *Settings, v string) error {
@@ -108,18 +142,63 @@ var Table = []Setting{
 			return nil
 		},
 	},
-	{
-		Key: "shutdown-timeout", Default: "5s",
-		Usage: "how long a stopping node waits for work in flight",
-		apply: func(s *Settings, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return fmt.Errorf("%q is not a positive duration (such as 5s)", v)
-			}
-			s.ShutdownTimeout = d
-			return nil
-		},
-	},
+	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
+}
+
+func intSetting(key, def, usage string, lo, hi int, set func(*Settings, int)) Setting {
+	return Setting{Key: key, Default: def, Usage: usage, apply: func(s *Settings, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%d out of range (%d-%d)", n, lo, hi)
+		}
+		set(s, n)
+		return nil
+	}}
+}
+
+func durationSetting(key, def, usage string, set func(*Settings, time.Duration)) Setting {
+	return Setting{Key: key, Default: def, Usage: usage, apply: func(s *Settings, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q is not a positive duration (such as 5s)", v)
+		}
+		set(s, d)
+		return nil
+	}}
+}
+
+// SplitList splits a list setting's value into its entries.
+func SplitList(v string) []string {
+	var out []string
+	for _, e := range strings.Split(v, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// CheckPeerTarget checks the syntax of a peer to dial: host:port, or
+// address@host:port. The address itself is checked by the kernel.
+func CheckPeerTarget(t string) error {
+	hostport := t
+	if at := strings.LastIndexByte(t, '@'); at >= 0 {
+		if at == 0 {
+			return fmt.Errorf("%q: empty address before @", t)
+		}
+		hostport = t[at+1:]
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port or address@host:port", t)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q of %q out of range (1-65535)", port, t)
+	}
+	return nil
 }
 
 // Lookup returns the setting named key.

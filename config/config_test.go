@@ -55,6 +55,14 @@ func TestResolveRefusesBadValues(t *testing.T) {
 		{"nickname", "bad\x07bell", "control"},
 		{"mail-domain", "not a domain", "not a domain"},
 		{"shutdown-timeout", "soon", "positive duration"},
+		{"connect", "10.0.0.1", "not host:port"},
+		{"connect", "127.0.0.1:1,@127.0.0.1:2", "empty address"},
+		{"connect", "h:0", "out of range"},
+		{"max-inbound", "many", "whole number"},
+		{"max-per-ip", "0", "out of range"},
+		{"max-frame", "100", "out of range"},
+		{"miners", "0", "out of range"},
+		{"idle-timeout", "-1s", "positive duration"},
 	} {
 		_, err := Resolve(Map{Origin: "flag", Values: map[string]string{tc.key: tc.value}})
 		var se *Error
@@ -65,6 +73,26 @@ func TestResolveRefusesBadValues(t *testing.T) {
 		if se.Key != tc.key || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "flag "+tc.key) {
 			t.Errorf("%s=%q: err = %q, want key, origin and %q", tc.key, tc.value, err, tc.want)
 		}
+	}
+}
+
+func TestListSetting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "settings.yml")
+	os.WriteFile(path, []byte("connect:\n  - 127.0.0.1:25001\n  - pc1x@[::1]:25002\n"), 0o600)
+	f, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Resolve(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Connect) != 2 || s.Connect[1] != "pc1x@[::1]:25002" {
+		t.Fatalf("connect from file = %q", s.Connect)
+	}
+	s, err = Resolve(env(map[string]string{"PHPCHAT_CONNECT": "a:1, b:2"}), f)
+	if err != nil || len(s.Connect) != 2 || s.Connect[0] != "a:1" {
+		t.Fatalf("connect from environment = %q, %v", s.Connect, err)
 	}
 }
 

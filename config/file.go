@@ -58,6 +58,19 @@ func ReadFile(path string) (*File, error) {
 		if _, dup := f.values[k.Value]; dup {
 			return nil, fmt.Errorf("read settings %s: line %d: key %q given twice", path, k.Line, k.Value)
 		}
+		d, _ := Lookup(k.Value)
+		if d.List && v.Kind == yaml.SequenceNode {
+			var items []string
+			for _, it := range v.Content {
+				if it.Kind != yaml.ScalarNode || strings.Contains(it.Value, ",") {
+					return nil, fmt.Errorf("read settings %s: line %d: key %q wants a list of single values", path, it.Line, k.Value)
+				}
+				items = append(items, it.Value)
+			}
+			f.values[k.Value] = strings.Join(items, ",")
+			f.lines[k.Value] = k.Line
+			continue
+		}
 		if v.Kind != yaml.ScalarNode {
 			return nil, fmt.Errorf("read settings %s: line %d: key %q wants a single value", path, v.Line, k.Value)
 		}
@@ -89,8 +102,18 @@ func WriteDefaultFile(path string) error {
 		if d.Key == "nickname" {
 			v = randomNickname()
 		}
-		fmt.Fprintf(&b, "\n# %s.\n# Default %s; flag --%s; environment %s.\n", d.Usage, d.Default, d.Key, d.Env())
+		def := d.Default
+		if d.List && def == "" {
+			def = "none"
+		}
+		fmt.Fprintf(&b, "\n# %s.\n# Default %s; flag --%s; environment %s.\n", d.Usage, def, d.Key, d.Env())
 		node := yaml.Node{Kind: yaml.ScalarNode, Value: v}
+		if d.List {
+			node = yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+			for _, e := range SplitList(v) {
+				node.Content = append(node.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: e})
+			}
+		}
 		out, err := yaml.Marshal(&node)
 		if err != nil {
 			return fmt.Errorf("write settings: %w", err)
