@@ -119,7 +119,12 @@ var Table = []Setting{
 	intSetting("max-frame", "1048576", "largest frame a peer may send, in bytes", 4096, 16<<20, func(s *Settings, n int) { s.MaxFrame = n }),
 	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
 	durationSetting("idle-timeout", "2m", "a session silent this long is pinged, and closed if the ping is not answered", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
-	intSetting("miners", strconv.Itoa(runtime.NumCPU()), "hashcash miner goroutines (default: the number of CPUs)", 1, 1024, func(s *Settings, n int) { s.Miners = n }),
+	intSetting("miners", "0", "hashcash miner goroutines; 0 means one per CPU", 0, 1024, func(s *Settings, n int) {
+		if n == 0 {
+			n = runtime.NumCPU()
+		}
+		s.Miners = n
+	}),
 	{
 		Key: "nickname", Default: DefaultNickname,
 		Usage: "the name peers see in talks",

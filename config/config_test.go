@@ -61,7 +61,7 @@ func TestResolveRefusesBadValues(t *testing.T) {
 		{"max-inbound", "many", "whole number"},
 		{"max-per-ip", "0", "out of range"},
 		{"max-frame", "100", "out of range"},
-		{"miners", "0", "out of range"},
+		{"miners", "-1", "out of range"},
 		{"idle-timeout", "-1s", "positive duration"},
 	} {
 		_, err := Resolve(Map{Origin: "flag", Values: map[string]string{tc.key: tc.value}})
