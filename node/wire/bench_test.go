@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ func benchSizes() []struct {
 	}{
 		{"ping", nil},
 		{"64KiB", blob{strings.Repeat("x", 64<<10)}},
+		{"64KiB-raw", json.RawMessage(`{"s":"` + strings.Repeat("x", 64<<10) + `"}`)},
 	}
 }
 

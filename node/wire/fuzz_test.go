@@ -96,6 +96,9 @@ func FuzzReadFrame(f *testing.F) {
 // encoding/json makes of the same frame.
 func checkAgainstReference(t *testing.T, frame []byte, e Envelope, err error) {
 	t.Helper()
+	if valid(frame) != json.Valid(frame) {
+		t.Fatalf("valid(%q) = %v, json.Valid says otherwise", frame, valid(frame))
+	}
 	if !json.Valid(frame) {
 		if !errors.Is(err, ErrNotJSON) {
 			t.Fatalf("ParseEnvelope(%q) = %+v, %v; encoding/json says not JSON", frame, e, err)

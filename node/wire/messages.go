@@ -145,6 +145,9 @@ func NewError(code Code, name, text string) Error {
 	return Error{Code: code, Text: truncate(text, MaxTextLen), Name: name}
 }
 
+// NewQuit returns a Quit with reason cut to MaxTextLen bytes.
+func NewQuit(reason string) Quit { return Quit{Reason: truncate(reason, MaxTextLen)} }
+
 // Quit is the data of quit, the last frame a side sends before it closes
 // the connection.
 type Quit struct {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -147,6 +148,13 @@ func parseRID(v []byte) (uint64, error) {
 	return n, nil
 }
 
+// valid reports whether b is one JSON value, with optional white space
+// around it.
+func valid(b []byte) bool {
+	i, ok := scanValue(b, skipSpace(b, 0))
+	return ok && skipSpace(b, i) == len(b)
+}
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) {
 		switch b[i] {
@@ -165,6 +173,12 @@ func skipSpace(b []byte, i int) int {
 // control characters, including invalid UTF-8.
 func scanString(b []byte, i int) (end int, esc, ok bool) {
 	for i++; i < len(b); i++ {
+		for i+8 <= len(b) && plainWord(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i == len(b) {
+			break
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1, esc, true
@@ -194,6 +208,18 @@ func scanString(b []byte, i int) (end int, esc, ok bool) {
 		}
 	}
 	return 0, false, false
+}
+
+// plainWord reports whether none of the 8 bytes in w ends a JSON string,
+// starts an escape or is a control character.
+func plainWord(w uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	ctl := (w - 0x20*lsb) & ^w & msb // a byte < 0x20
+	q := w ^ '"'*lsb                 // a zero byte where w has '"'
+	q = (q - lsb) & ^q & msb
+	bs := w ^ '\\'*lsb
+	bs = (bs - lsb) & ^bs & msb
+	return ctl|q|bs == 0
 }
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }

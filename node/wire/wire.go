@@ -13,7 +13,7 @@
 package wire
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,11 +114,27 @@ func AppendFrame(dst []byte, name string, rid uint64, data any) ([]byte, error) 
 	return append(dst, '}', '\n'), nil
 }
 
-// marshalData encodes data as compact JSON; json.Marshal also validates and
-// compacts a json.RawMessage. It returns nil for no data.
+// marshalData encodes data as JSON on one line. It returns nil for no
+// data.
 func marshalData(data any) ([]byte, error) {
-	if data == nil {
+	switch d := data.(type) {
+	case nil:
 		return nil, nil
+	case json.RawMessage:
+		// Checked here rather than by json.Marshal, which is slower and
+		// would also rewrite it.
+		if !valid(d) {
+			return nil, errors.New("data is not valid JSON")
+		}
+		if bytes.IndexByte(d, '\n') >= 0 || bytes.IndexByte(d, '\r') >= 0 { // white space: strings cannot hold them
+			var buf bytes.Buffer
+			json.Compact(&buf, d)
+			d = buf.Bytes()
+		}
+		if string(d) == "null" {
+			return nil, nil
+		}
+		return bytes.TrimSpace(d), nil
 	}
 	raw, err := json.Marshal(data)
 	if err != nil {
@@ -158,14 +174,18 @@ func ValidName(name string) bool {
 	return true
 }
 
-// A Reader reads frames from a stream. It never holds more than its limit
-// of frame bytes, plus a fixed read buffer.
+// A Reader reads frames from a stream. It holds at most a fixed read
+// buffer plus the limit of frame bytes, whatever the stream holds.
 type Reader struct {
-	br         *bufio.Reader
+	rd         io.Reader
 	max        int
-	buf        []byte // a frame longer than the read buffer, being assembled
-	partial    bool   // buf holds the start of a frame cut by a read error
+	buf        []byte // read buffer
+	r, w       int    // buf[r:w] is read from rd but not yet returned
+	scan       int    // buf[r:scan] is known to hold no LF
+	frame      []byte // the start of a frame longer than buf
+	returned   bool   // the last call returned a frame (which may alias frame)
 	discarding bool   // skipping the rest of a frame over the limit
+	err        error  // a read error to return once the buffer is used up
 }
 
 // readBufferSize caps the size of the Reader's read buffer.
@@ -177,73 +197,77 @@ func NewReader(r io.Reader, max int) *Reader {
 	if max <= 0 {
 		max = MaxFrameSize
 	}
-	size := min(max+1, readBufferSize)
-	return &Reader{br: bufio.NewReaderSize(r, size), max: max}
+	return &Reader{rd: r, max: max, buf: make([]byte, min(max+1, readBufferSize))}
 }
 
 // ReadFrame returns the next frame without its LF. The slice is valid until
 // the next call.
 //
-// A frame over the limit yields ErrFrameTooLarge as soon as the limit is
-// passed; the rest of that frame is skipped by the next call, so the caller
-// may go on reading or stop at once. A stream that ends inside a frame
-// yields io.ErrUnexpectedEOF, and at a frame boundary io.EOF. Other errors
-// are the underlying reader's; after a timeout, a later call resumes where
-// the stream stopped.
+// A frame over the limit yields ErrFrameTooLarge as soon as the bytes read
+// pass the limit; the rest of that frame is skipped by the next call, so
+// the caller may go on reading or stop at once. A stream that ends inside a
+// frame yields io.ErrUnexpectedEOF, and at a frame boundary io.EOF. Other
+// errors are the underlying reader's; after a timeout, a later call
+// resumes where the stream stopped.
 func (r *Reader) ReadFrame() ([]byte, error) {
-	if !r.partial {
-		if cap(r.buf) > 2*readBufferSize {
-			r.buf = nil // do not keep a large frame's buffer for ever
+	if r.returned {
+		r.returned = false
+		if cap(r.frame) > 2*readBufferSize {
+			r.frame = nil // do not keep a large frame's buffer for ever
 		}
-		r.buf = r.buf[:0]
+		r.frame = r.frame[:0]
 	}
-	for {
-		chunk, err := r.br.ReadSlice('\n')
-		if r.discarding {
-			switch {
-			case err == nil:
+	for empty := 0; ; {
+		if i := bytes.IndexByte(r.buf[r.scan:r.w], '\n'); i >= 0 {
+			end := r.scan + i
+			line := r.buf[r.r:end]
+			r.r, r.scan = end+1, end+1
+			if r.discarding {
 				r.discarding = false
 				continue
-			case errors.Is(err, bufio.ErrBufferFull):
-				continue
-			case err == io.EOF:
-				return nil, io.ErrUnexpectedEOF
-			default:
-				return nil, err
 			}
+			if len(r.frame)+len(line) > r.max {
+				r.frame = r.frame[:0]
+				return nil, ErrFrameTooLarge
+			}
+			r.returned = true
+			if len(r.frame) == 0 {
+				return line, nil // no copy: the whole frame is in buf
+			}
+			r.frame = append(r.frame, line...)
+			return r.frame, nil
 		}
+		r.scan = r.w
 		switch {
-		case err == nil:
-			chunk = chunk[:len(chunk)-1]
-			r.partial = false
-			if len(r.buf)+len(chunk) > r.max {
-				return nil, ErrFrameTooLarge
-			}
-			if len(r.buf) == 0 {
-				return chunk, nil // no copy: the whole frame is in the read buffer
-			}
-			r.buf = append(r.buf, chunk...)
-			return r.buf, nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			if len(r.buf)+len(chunk) > r.max {
-				r.partial, r.discarding, r.buf = false, true, r.buf[:0]
-				return nil, ErrFrameTooLarge
-			}
-			r.buf = append(r.buf, chunk...)
-			r.partial = true
-		default:
-			if len(chunk) > 0 {
-				if len(r.buf)+len(chunk) > r.max {
-					r.partial, r.discarding, r.buf = false, true, r.buf[:0]
-					return nil, ErrFrameTooLarge
-				}
-				r.buf = append(r.buf, chunk...)
-				r.partial = true
-			}
-			if err == io.EOF && r.partial {
-				return nil, io.ErrUnexpectedEOF
+		case r.discarding:
+			r.r, r.w, r.scan = 0, 0, 0
+		case len(r.frame)+r.w-r.r > r.max:
+			r.frame = r.frame[:0]
+			r.r, r.w, r.scan = 0, 0, 0
+			r.discarding = true
+			return nil, ErrFrameTooLarge
+		case r.w == len(r.buf) && r.r > 0:
+			n := copy(r.buf, r.buf[r.r:r.w])
+			r.r, r.w, r.scan = 0, n, n
+		case r.w == len(r.buf):
+			r.frame = append(r.frame, r.buf...)
+			r.r, r.w, r.scan = 0, 0, 0
+		}
+		if r.err != nil {
+			err := r.err
+			r.err = nil
+			if err == io.EOF && (r.w > r.r || len(r.frame) > 0 || r.discarding) {
+				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
+		}
+		n, err := r.rd.Read(r.buf[r.w:])
+		r.w += n
+		r.err = err
+		if n == 0 && err == nil {
+			if empty++; empty == 100 {
+				return nil, io.ErrNoProgress
+			}
 		}
 	}
 }
@@ -257,10 +281,6 @@ func (r *Reader) ReadEnvelope() (Envelope, error) {
 	}
 	return ParseEnvelope(frame)
 }
-
-// Buffered returns the number of bytes read from the stream but not yet
-// returned as frames.
-func (r *Reader) Buffered() int { return r.br.Buffered() }
 
 // A Writer writes frames to a stream, one Write call per frame. It does not
 // buffer: wrap the stream in a bufio.Writer to batch frames.

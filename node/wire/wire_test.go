@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -215,8 +216,24 @@ func TestReaderBoundedMemory(t *testing.T) {
 	if _, err := r.ReadFrame(); err != io.ErrUnexpectedEOF {
 		t.Fatalf("after skipping: err = %v, want io.ErrUnexpectedEOF", err)
 	}
-	if c := cap(r.buf); c > max+readBufferSize {
-		t.Fatalf("reader buffer grew to %d bytes", c)
+	if c := len(r.buf) + cap(r.frame); c > 2*max {
+		t.Fatalf("reader holds %d bytes", c)
+	}
+}
+
+// A frame over the limit is refused as soon as the bytes are in, without
+// waiting for its end or for more data.
+func TestReaderTooLargeAtOnce(t *testing.T) {
+	errBlocked := errors.New("would block")
+	for _, max := range []int{32, 100 << 10} {
+		src := io.MultiReader(strings.NewReader(strings.Repeat("x", max+1)), iotest.ErrReader(errBlocked))
+		r := NewReader(src, max)
+		if _, err := r.ReadFrame(); !errors.Is(err, ErrFrameTooLarge) {
+			t.Errorf("max %d: err = %v, want ErrFrameTooLarge", max, err)
+		}
+		if _, err := r.ReadFrame(); !errors.Is(err, errBlocked) {
+			t.Errorf("max %d: then err = %v, want the stream's", max, err)
+		}
 	}
 }
 
@@ -313,6 +330,25 @@ func TestValidate(t *testing.T) {
 	} {
 		if err := h.Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", h, err)
+		}
+	}
+}
+
+func TestPlainWord(t *testing.T) {
+	for c := range 256 {
+		want := c >= 0x20 && c != '"' && c != '\\'
+		for pos := range 8 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(c)
+			if got := plainWord(binary.LittleEndian.Uint64(w)); got != want {
+				t.Errorf("plainWord with %#x at %d = %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+	for _, s := range []string{"\x00\x00\x00\x00\x00\x00\x00\x00", "\xff\xff\xff\xff\xff\xff\xff\xff", "\x1f\xff\x20\x80\x7f\x21\x5b\x5d"} {
+		want := !strings.ContainsAny(s, "\"\\") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 })
+		if got := plainWord(binary.LittleEndian.Uint64([]byte(s))); got != want {
+			t.Errorf("plainWord(%q) = %v, want %v", s, got, want)
 		}
 	}
 }
