@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"strings"
@@ -550,5 +551,38 @@ func TestProtocolErrorText(t *testing.T) {
 	err = &ProtocolError{Code: wire.CodeFrameTooLarge, Text: "frame over 10 bytes", Err: wire.ErrFrameTooLarge}
 	if got := err.Error(); got != "peer: protocol error 9040 frame too large: frame over 10 bytes" || !errors.Is(err, wire.ErrFrameTooLarge) {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+// Clients without the protocol's ALPN or without a certificate get no
+// session, and the listener's other sessions go on.
+func TestTLSRefusals(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	srv := serve(t, a, "127.0.0.1:0", a.config())
+	good, _ := connect(t, b, srv, b.config())
+	for name, mutate := range map[string]func(*tls.Config){
+		"no ALPN": func(c *tls.Config) { c.NextProtos = nil },
+		"no cert": func(c *tls.Config) { c.GetClientCertificate = nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := newNode(t).ep.ClientConfig(nil)
+			mutate(cfg)
+			d := tls.Dialer{Config: cfg}
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			c, err := d.DialContext(ctx, "tcp", srv.addr)
+			if err == nil {
+				c.SetReadDeadline(time.Now().Add(testTimeout))
+				_, err = c.Read(make([]byte, 1)) // TLS 1.3: the refusal comes as an alert
+				c.Close()
+			}
+			if err == nil {
+				t.Fatal("client not refused")
+			}
+			if r := srv.next(t); r.err == nil {
+				t.Fatal("server made a session")
+			}
+			ping(t, good)
+		})
 	}
 }

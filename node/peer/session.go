@@ -363,7 +363,7 @@ func (s *Session) shutdownIdle(err error, final ...[]byte) {
 // closeIdle sends what is queued and the final frames, then lingers and
 // closes, on the calling goroutine.
 func (s *Session) closeIdle() {
-	s.finish(bufio.NewWriter(s.conn), nil)
+	s.finish(nil)
 	for {
 		if _, err := s.r.ReadFrame(); err != nil && !errors.Is(err, wire.ErrFrameTooLarge) {
 			break
@@ -514,16 +514,15 @@ func (s *Session) fail(code wire.Code, name, text string, cause error) {
 // down the writing side of the connection.
 func (s *Session) writeLoop(done chan<- struct{}) {
 	defer close(done)
-	bw := bufio.NewWriterSize(s.conn, 32<<10)
 	ping := time.NewTimer(s.cfg.PingInterval)
 	defer ping.Stop()
 	pingFrame, _ := wire.AppendFrame(nil, wire.NamePing, 0, nil)
 	for {
-		var err error
 		select {
 		case b := <-s.out:
+			bw := getWriter(s.conn)
 			s.setWriteDeadline()
-			err = s.write(bw, b)
+			err := s.write(bw, b)
 			for more := true; more && err == nil; {
 				select {
 				case b := <-s.out:
@@ -535,28 +534,49 @@ func (s *Session) writeLoop(done chan<- struct{}) {
 			if err == nil {
 				err = bw.Flush()
 			}
+			putWriter(bw)
+			if err != nil {
+				s.writeFailed(err)
+				return
+			}
 		case <-ping.C:
 			next := s.cfg.PingInterval
 			if idle := time.Since(time.Unix(0, s.lastSeen.Load())); idle < next {
 				next -= idle
 			} else {
 				s.setWriteDeadline()
-				if _, err = bw.Write(pingFrame); err == nil {
-					err = bw.Flush()
-				}
 				s.framesOut.Add(1)
+				if _, err := s.conn.Write(pingFrame); err != nil {
+					s.writeFailed(err)
+					return
+				}
 			}
 			ping.Reset(next)
 		case <-s.closing:
-			s.finish(bw, nil)
-			return
-		}
-		if err != nil {
-			s.shutdown(fmt.Errorf("peer: write to %s: %w", s.info.Address, err))
-			s.finish(bw, err)
+			s.finish(nil)
 			return
 		}
 	}
+}
+
+// writeFailed closes the session after a failed write.
+func (s *Session) writeFailed(err error) {
+	s.shutdown(fmt.Errorf("peer: write to %s: %w", s.info.Address, err))
+	s.finish(err)
+}
+
+// Write buffers are shared: a session holds one only while it writes.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+func getWriter(w io.Writer) *bufio.Writer {
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	return bw
+}
+
+func putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	writers.Put(bw)
 }
 
 // write writes one queued frame to bw.
@@ -570,8 +590,9 @@ func (s *Session) write(bw *bufio.Writer, b []byte) error {
 // finish sends what is queued and the final frames, unless writing has
 // failed (err), then shuts down the writing side of the connection, so
 // that the peer reads to the end and closes.
-func (s *Session) finish(bw *bufio.Writer, err error) {
+func (s *Session) finish(err error) {
 	if err == nil {
+		bw := getWriter(s.conn)
 		for more := true; more && err == nil; {
 			select {
 			case b := <-s.out:
@@ -590,8 +611,9 @@ func (s *Session) finish(bw *bufio.Writer, err error) {
 			}
 		}
 		if err == nil {
-			err = bw.Flush()
+			bw.Flush()
 		}
+		putWriter(bw)
 	}
 	if cw, ok := s.conn.NetConn().(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
