@@ -13,8 +13,10 @@ import (
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/kernel"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/supervisor"
+	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
@@ -47,6 +49,11 @@ func runNode(c *cli.Context) error {
 	s, err := resolveSettings(c, l)
 	if err != nil {
 		return err
+	}
+	for _, t := range s.Connect {
+		if _, _, err := transport.ParseTarget(t); err != nil {
+			return cli.Exit(fmt.Sprintf("setting connect: %v", err), exitSettings)
+		}
 	}
 	logger := newLogger(c.App.ErrWriter, s)
 
@@ -98,12 +105,22 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Logger:   logger.With("subsystem", "control"),
 		Handlers: handlers,
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{cronInfo}}
+	k, err := kernel.New(kernel.Config{
+		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
+		Listen: s.Listen, Connect: s.Connect,
+		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
+		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, cronInfo}}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
-	err := sup.Run(ctx, []supervisor.Subsystem{
+	err = sup.Run(ctx, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
+		{Name: "kernel", Required: true, Run: k.Run},
 		{Name: "control", Required: true, Run: ctl.Run},
 		{Name: "cron", Run: sched.Run},
 	}, func() {

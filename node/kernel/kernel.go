@@ -1,0 +1,583 @@
+// Package kernel is the core of a node: it listens for peers, dials them,
+// runs the peer protocol on each session, and owns the node's view of its
+// connections. Other subsystems reach it only through the router.
+//
+// The kernel keeps one session per peer. When two nodes dial each other at
+// once, both keep the connection dialled by the node with the lesser
+// address and close the other (error 1050), so they agree without talking.
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/transport"
+	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/store"
+)
+
+// Endpoint is the kernel's router id.
+const Endpoint = "kernel"
+
+// Topics the kernel publishes on the router.
+const (
+	TopicPeerUp   = "peer.up"   // event: PeerEvent
+	TopicPeerDown = "peer.down" // event: PeerEvent
+)
+
+// PeerEvent announces a session that began or ended.
+type PeerEvent struct {
+	Address identity.Address
+	Info    peer.Info
+	Inbound bool
+}
+
+// Requests the kernel serves on the router.
+type (
+	// PeersRequest asks for the sessions; the reply is a Peers.
+	PeersRequest struct{}
+	// ConnectRequest asks the kernel to dial a peer ("host:port" or
+	// "address@host:port") now; the reply is the peer's address.
+	ConnectRequest struct{ Target string }
+)
+
+// Peers describes the kernel's sessions and traffic.
+type Peers struct {
+	Inbound, Outbound     int
+	TrafficIn, TrafficOut uint64 // bytes, all sessions since the node was made
+	Connections           []node.ConnInfo
+}
+
+// A FrameHandler serves the frames of one message name. It runs on the
+// session's reading goroutine and must not block (see peer.Handler).
+type FrameHandler func(k *Kernel, s *peer.Session, e wire.Envelope)
+
+// Config configures a Kernel.
+type Config struct {
+	Identity *identity.Identity
+	Router   *router.Router
+	Logger   *slog.Logger
+	// Meta, if not nil, keeps the traffic totals across restarts.
+	Meta *store.Meta
+
+	Listen  string   // host:port
+	Connect []string // peers to dial and keep: host:port or address@host:port
+
+	MaxInbound, MaxOutbound, MaxPerIP int
+	MaxFrame                          int
+	HandshakeTimeout, IdleTimeout     time.Duration
+	Hashcash                          wire.HashcashPolicy
+	Capabilities                      []string
+
+	// Handlers serve message names beyond the session's own (hello, id,
+	// ping…): node_find, talk_request…. Other names are answered with
+	// error 9020.
+	Handlers map[string]FrameHandler
+}
+
+// Kernel is the peer-to-peer core of a node.
+type Kernel struct {
+	cfg Config
+	ep  *transport.Endpoint
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[identity.Address]*conn
+	perIP    map[netip.Addr]int
+	inbound  int // sessions and handshakes
+	outbound int
+
+	listenAddr atomic.Pointer[net.TCPAddr]
+	// runCtx is Run's context: sessions live as long as the kernel, not
+	// as long as the request that dialled them.
+	runCtx context.Context
+	// Traffic of the sessions that have ended, and before this run.
+	closedIn, closedOut atomic.Uint64
+
+	wg sync.WaitGroup
+}
+
+type conn struct {
+	s       *peer.Session
+	inbound bool
+}
+
+// New returns a kernel; Run starts it.
+func New(cfg Config) (*Kernel, error) {
+	ep, err := transport.New(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, t := range cfg.Connect {
+		if _, _, err := transport.ParseTarget(t); err != nil {
+			return nil, err
+		}
+	}
+	return &Kernel{
+		cfg:      cfg,
+		ep:       ep,
+		log:      cfg.Logger,
+		sessions: make(map[identity.Address]*conn),
+		perIP:    make(map[netip.Addr]int),
+	}, nil
+}
+
+// Address returns the node's address.
+func (k *Kernel) Address() identity.Address { return k.cfg.Identity.Address }
+
+// ListenAddr returns the address the kernel listens on, once it runs.
+func (k *Kernel) ListenAddr() *net.TCPAddr { return k.listenAddr.Load() }
+
+// Run listens, dials the configured peers and serves until ctx ends.
+func (k *Kernel) Run(ctx context.Context, ready func()) error {
+	l, err := k.ep.Listen(ctx, k.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	defer l.Close()
+	k.listenAddr.Store(l.Addr().(*net.TCPAddr))
+	re, err := k.cfg.Router.Register(Endpoint, 256)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	defer re.Close()
+	k.loadTraffic()
+	defer k.saveTraffic()
+
+	ctx, cancel := context.WithCancel(ctx)
+	k.mu.Lock()
+	k.runCtx = ctx
+	k.mu.Unlock()
+	defer func() {
+		cancel()
+		l.Close()
+		k.closeAll("node shutting down")
+		k.wg.Wait()
+	}()
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		k.accept(ctx, l)
+	}()
+	for _, t := range k.cfg.Connect {
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			k.keep(ctx, t)
+		}()
+	}
+	k.log.Info("kernel listening", "addr", l.Addr().String())
+	ready()
+	return re.Serve(ctx, func(ctx context.Context, m *router.Msg) (any, error) {
+		switch req := m.Body.(type) {
+		case PeersRequest:
+			return k.Peers(), nil
+		case ConnectRequest:
+			k.wg.Add(1)
+			go func() {
+				defer k.wg.Done()
+				s, err := k.Connect(ctx, req.Target)
+				if err != nil {
+					m.Reply(nil, err)
+					return
+				}
+				m.Reply(s.Peer(), nil)
+			}()
+			return nil, router.ErrDeferred
+		default:
+			return nil, fmt.Errorf("kernel: unexpected %T", m.Body)
+		}
+	})
+}
+
+// sessionConfig is the peer.Config of every session.
+func (k *Kernel) sessionConfig() peer.Config {
+	port := 0
+	if a := k.ListenAddr(); a != nil {
+		port = a.Port
+	}
+	idle := k.cfg.IdleTimeout
+	return peer.Config{
+		Identity:         k.cfg.Identity,
+		Software:         "phpchat-node/" + node.Version,
+		ListenPort:       port,
+		Capabilities:     k.cfg.Capabilities,
+		Hashcash:         k.cfg.Hashcash,
+		Handler:          k.handle,
+		Logger:           k.log,
+		HandshakeTimeout: k.cfg.HandshakeTimeout,
+		PingInterval:     idle / 2,
+		IdleTimeout:      idle,
+		MaxFrameSize:     k.cfg.MaxFrame,
+	}
+}
+
+// handle dispatches a frame the session does not serve itself.
+func (k *Kernel) handle(s *peer.Session, e wire.Envelope) {
+	if h, ok := k.cfg.Handlers[e.Name]; ok {
+		h(k, s, e)
+		return
+	}
+	if e.Name == wire.NameError {
+		return // an error frame answering nothing of ours: never answer it
+	}
+	s.SendError(context.Background(), e, wire.CodeUnknownCommand, fmt.Sprintf("unknown command %q", e.Name))
+}
+
+func (k *Kernel) accept(ctx context.Context, l *transport.Listener) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.AcceptTLS()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, then go on.
+			k.log.Warn("kernel: accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		ip := remoteIP(c.RemoteAddr())
+		if why := k.admitInbound(ip); why != "" {
+			k.log.Debug("kernel: refusing peer", "remote", c.RemoteAddr().String(), "why", why)
+			c.NetConn().Close()
+			continue
+		}
+		k.wg.Add(1)
+		go func() {
+			defer k.wg.Done()
+			defer k.releaseInbound(ip)
+			s, err := peer.Handshake(ctx, c, k.sessionConfig())
+			if err != nil {
+				k.log.Debug("kernel: inbound handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+				return
+			}
+			k.serve(ctx, s, true)
+		}()
+	}
+}
+
+// admitInbound reserves room for an inbound connection from ip, or says
+// why there is none.
+func (k *Kernel) admitInbound(ip netip.Addr) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.inbound >= k.cfg.MaxInbound {
+		return fmt.Sprintf("%d inbound sessions (max-inbound)", k.inbound)
+	}
+	if k.perIP[ip] >= k.cfg.MaxPerIP {
+		return fmt.Sprintf("%d sessions from %s (max-per-ip)", k.perIP[ip], ip)
+	}
+	k.inbound++
+	k.perIP[ip]++
+	return ""
+}
+
+func (k *Kernel) releaseInbound(ip netip.Addr) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.inbound--
+	if k.perIP[ip]--; k.perIP[ip] <= 0 {
+		delete(k.perIP, ip)
+	}
+}
+
+// ErrTooManyPeers is returned by Connect at the max-outbound limit.
+var ErrTooManyPeers = errors.New("too many outbound sessions (max-outbound)")
+
+// Connect dials target ("host:port" or "address@host:port") and returns
+// the session with that peer: the new one, or the one the node already
+// had with it.
+func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, error) {
+	hostport, expect, err := transport.ParseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	if expect != nil {
+		if *expect == k.Address() {
+			return nil, fmt.Errorf("connect %s: that is this node's own address", target)
+		}
+		if s := k.Session(*expect); s != nil {
+			return s, nil
+		}
+	}
+	k.mu.Lock()
+	runCtx := k.runCtx
+	if runCtx == nil {
+		k.mu.Unlock()
+		return nil, fmt.Errorf("connect %s: kernel not running", target)
+	}
+	if k.outbound >= k.cfg.MaxOutbound {
+		k.mu.Unlock()
+		return nil, fmt.Errorf("connect %s: %w", target, ErrTooManyPeers)
+	}
+	k.outbound++
+	k.mu.Unlock()
+	release := func() { k.mu.Lock(); k.outbound--; k.mu.Unlock() }
+
+	dctx, cancel := context.WithTimeout(ctx, k.cfg.HandshakeTimeout)
+	defer cancel()
+	c, err := k.ep.Dial(dctx, hostport, expect)
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("connect %s: %w", target, err)
+	}
+	s, err := peer.Handshake(dctx, c, k.sessionConfig())
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("connect %s: %w", target, err)
+	}
+	kept := make(chan *peer.Session, 1)
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		defer release()
+		k.serveKept(runCtx, s, false, kept)
+	}()
+	select {
+	case s := <-kept:
+		if s == nil {
+			return nil, fmt.Errorf("connect %s: session closed", target)
+		}
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (k *Kernel) serve(ctx context.Context, s *peer.Session, inbound bool) {
+	k.serveKept(ctx, s, inbound, nil)
+}
+
+// serveKept registers s (resolving a duplicate), runs it until it ends
+// and unregisters it. kept, if not nil, receives the session the node
+// keeps with this peer (s or the older one), or nil.
+func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, kept chan<- *peer.Session) {
+	keep, drop := k.register(s, inbound)
+	if kept != nil {
+		kept <- keep
+	}
+	if drop != nil {
+		k.log.Debug("kernel: duplicate session closed", "peer", s.Peer().String())
+		drop.CloseWithError(wire.CodeDuplicateSession, "")
+	}
+	if keep != s {
+		return
+	}
+	ev := PeerEvent{Address: s.Peer(), Info: s.Info(), Inbound: inbound}
+	k.cfg.Router.Publish(TopicPeerUp, ev)
+	k.log.Info("peer connected", "peer", s.Peer().String(), "remote", s.Info().RemoteAddr.String(), "inbound", inbound)
+	err := s.Run(ctx)
+	st := s.Stats()
+	k.closedIn.Add(st.BytesIn)
+	k.closedOut.Add(st.BytesOut)
+	k.unregister(s)
+	k.cfg.Router.Publish(TopicPeerDown, ev)
+	k.log.Info("peer disconnected", "peer", s.Peer().String(), "err", err)
+}
+
+// register adds s, unless the node has a session with the same peer: of
+// the two it keeps the one dialled by the node with the lesser address (or
+// the newer, if the same node dialled both, its old one being stale).
+func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Session) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old, ok := k.sessions[s.Peer()]
+	if !ok {
+		k.sessions[s.Peer()] = &conn{s: s, inbound: inbound}
+		return s, nil
+	}
+	self, other := k.Address(), s.Peer()
+	dialer := func(in bool) identity.Address {
+		if in {
+			return other
+		}
+		return self
+	}
+	newD, oldD := dialer(inbound), dialer(old.inbound)
+	if newD == oldD || lesser(newD, oldD) {
+		k.sessions[s.Peer()] = &conn{s: s, inbound: inbound}
+		return s, old.s
+	}
+	return old.s, s
+}
+
+func (k *Kernel) unregister(s *peer.Session) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
+		delete(k.sessions, s.Peer())
+	}
+}
+
+func lesser(a, b identity.Address) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+// Session returns the session with the peer, or nil.
+func (k *Kernel) Session(addr identity.Address) *peer.Session {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.sessions[addr]; ok {
+		return c.s
+	}
+	return nil
+}
+
+func (k *Kernel) closeAll(reason string) {
+	k.mu.Lock()
+	all := make([]*peer.Session, 0, len(k.sessions))
+	for _, c := range k.sessions {
+		all = append(all, c.s)
+	}
+	k.mu.Unlock()
+	for _, s := range all {
+		s.Close(reason)
+	}
+}
+
+// keep dials target and redials it with backoff whenever the session ends,
+// until ctx ends.
+func (k *Kernel) keep(ctx context.Context, target string) {
+	const minBackoff, maxBackoff = time.Second, 5 * time.Minute
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		s, err := k.Connect(ctx, target)
+		if err != nil {
+			k.log.Warn("kernel: cannot reach peer", "target", target, "err", err, "retry_in", backoff)
+		} else {
+			select {
+			case <-s.Done():
+			case <-ctx.Done():
+				return
+			}
+			if time.Since(start) > maxBackoff {
+				backoff = minBackoff // it held for a while
+			}
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// Peers describes the sessions.
+func (k *Kernel) Peers() Peers {
+	k.mu.Lock()
+	conns := make([]*conn, 0, len(k.sessions))
+	for _, c := range k.sessions {
+		conns = append(conns, c)
+	}
+	k.mu.Unlock()
+	p := Peers{TrafficIn: k.closedIn.Load(), TrafficOut: k.closedOut.Load()}
+	for _, c := range conns {
+		st := c.s.Stats()
+		info := c.s.Info()
+		status := "o"
+		if c.inbound {
+			status = "i"
+			p.Inbound++
+		} else {
+			p.Outbound++
+		}
+		p.TrafficIn += st.BytesIn
+		p.TrafficOut += st.BytesOut
+		remote := ""
+		if info.RemoteAddr != nil {
+			remote = info.RemoteAddr.String()
+		}
+		p.Connections = append(p.Connections, node.ConnInfo{
+			Address: c.s.Peer().String(), Remote: remote, Inbound: c.inbound, Status: status,
+			TrafficIn: st.BytesIn, TrafficOut: st.BytesOut, FirstSeen: st.FirstSeen, LastSeen: st.LastSeen,
+		})
+	}
+	return p
+}
+
+// Contribute adds the kernel's figures to a node's Info: a
+// node.Contributor.
+func Contribute(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
+	v, err := ep.Call(ctx, Endpoint, PeersRequest{})
+	if err != nil {
+		return err
+	}
+	p, ok := v.(Peers)
+	if !ok {
+		return fmt.Errorf("kernel answered %T", v)
+	}
+	n := p.Inbound + p.Outbound
+	in.Peers, in.PeersIn, in.PeersOut = &n, p.Inbound, p.Outbound
+	in.TrafficIn, in.TrafficOut = &p.TrafficIn, &p.TrafficOut
+	in.Connections = p.Connections
+	return nil
+}
+
+type traffic struct {
+	In  uint64 `json:"in"`
+	Out uint64 `json:"out"`
+}
+
+func (k *Kernel) loadTraffic() {
+	if k.cfg.Meta == nil {
+		return
+	}
+	var t traffic
+	if err := k.cfg.Meta.Get("traffic", &t); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			k.log.Warn("kernel: traffic totals not loaded", "err", err)
+		}
+		return
+	}
+	k.closedIn.Store(t.In)
+	k.closedOut.Store(t.Out)
+}
+
+// saveTraffic stores the totals; it runs once every session has ended.
+func (k *Kernel) saveTraffic() {
+	if k.cfg.Meta == nil {
+		return
+	}
+	if err := k.cfg.Meta.Put("traffic", traffic{In: k.closedIn.Load(), Out: k.closedOut.Load()}); err != nil {
+		k.log.Warn("kernel: traffic totals not saved", "err", err)
+	}
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	return netip.Addr{}
+}

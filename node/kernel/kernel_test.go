@@ -1,0 +1,275 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/transport"
+	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/store"
+)
+
+type testKernel struct {
+	*Kernel
+	r    *router.Router
+	up   *router.Subscription
+	down *router.Subscription
+}
+
+func newKernel(t *testing.T, mod func(*Config)) *testKernel {
+	t.Helper()
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := router.New()
+	cfg := Config{
+		Identity: id, Router: r,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Listen:     "127.0.0.1:0",
+		MaxInbound: 16, MaxOutbound: 16, MaxPerIP: 16,
+		MaxFrame:         1 << 20,
+		HandshakeTimeout: 5 * time.Second,
+		IdleTimeout:      time.Minute,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	k, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := &testKernel{Kernel: k, r: r, up: r.Subscribe(TopicPeerUp, 64), down: r.Subscribe(TopicPeerDown, 64)}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("kernel: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("kernel: %v", err)
+		}
+	})
+	return tk
+}
+
+func (k *testKernel) target() string {
+	return fmt.Sprintf("%s@%s", k.Address(), k.ListenAddr())
+}
+
+// waitUp waits for a peer.up event naming addr.
+func (k *testKernel) waitUp(t *testing.T, addr identity.Address) PeerEvent {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-k.up.C():
+			if pe := ev.(PeerEvent); pe.Address == addr {
+				return pe
+			}
+		case <-timeout:
+			t.Fatalf("no session with %s", addr)
+		}
+	}
+}
+
+func TestTwoNodesConnect(t *testing.T) {
+	a := newKernel(t, nil)
+	b := newKernel(t, nil)
+	s, err := a.Connect(context.Background(), b.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Peer() != b.Address() {
+		t.Fatalf("session with %v, want %v", s.Peer(), b.Address())
+	}
+	ev := b.waitUp(t, a.Address())
+	if !ev.Inbound || ev.Info.ID.Port != a.ListenAddr().Port {
+		t.Fatalf("b saw %+v; want inbound, a's listen port %d", ev, a.ListenAddr().Port)
+	}
+	pa, pb := a.Peers(), b.Peers()
+	if pa.Outbound != 1 || pa.Inbound != 0 || pb.Inbound != 1 || len(pb.Connections) != 1 {
+		t.Fatalf("peers: a %+v, b %+v", pa, pb)
+	}
+	if pa.TrafficOut == 0 || pb.TrafficIn == 0 {
+		t.Fatal("traffic not counted")
+	}
+	// Connecting again returns the same session.
+	again, err := a.Connect(context.Background(), b.target())
+	if err != nil || again != s {
+		t.Fatalf("second Connect: %v (same session: %v)", err, again == s)
+	}
+	// Pings go through the session.
+	if _, err := s.Call(context.Background(), wire.NamePing, nil); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+func TestThreeNodesOverRouter(t *testing.T) {
+	a, b, c := newKernel(t, nil), newKernel(t, nil), newKernel(t, nil)
+	ep, _ := a.r.Register("console", 1)
+	for _, to := range []*testKernel{b, c} {
+		v, err := ep.Call(context.Background(), Endpoint, ConnectRequest{Target: to.ListenAddr().String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.(identity.Address) != to.Address() {
+			t.Fatalf("connected to %v, want %v", v, to.Address())
+		}
+	}
+	if _, err := b.Connect(context.Background(), c.target()); err != nil {
+		t.Fatal(err)
+	}
+	c.waitUp(t, b.Address())
+	v, err := ep.Call(context.Background(), Endpoint, PeersRequest{})
+	if err != nil || v.(Peers).Outbound != 2 {
+		t.Fatalf("a's peers: %+v, %v", v, err)
+	}
+	if p := c.Peers(); p.Inbound != 2 {
+		t.Fatalf("c's peers: %+v", p)
+	}
+}
+
+func TestWrongExpectedAddressRefused(t *testing.T) {
+	a, b := newKernel(t, nil), newKernel(t, nil)
+	other, _ := identity.Generate()
+	_, err := a.Connect(context.Background(), fmt.Sprintf("%s@%s", other.Address, b.ListenAddr()))
+	if !errors.Is(err, transport.ErrAddressMismatch) {
+		t.Fatalf("Connect with a wrong address: %v, want ErrAddressMismatch", err)
+	}
+	if a.Session(b.Address()) != nil || len(a.Peers().Connections) != 0 {
+		t.Fatal("a kept a session with the wrong peer")
+	}
+	if _, err := a.Connect(context.Background(), fmt.Sprintf("%s@%s", a.Address(), b.ListenAddr())); err == nil {
+		t.Fatal("Connect to our own address accepted")
+	}
+}
+
+// Two nodes that dial each other at once end with one session, the same
+// connection on both sides: the one dialled by the lesser address.
+func TestCrossDialKeepsOneSession(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		a, b := newKernel(t, nil), newKernel(t, nil)
+		if lesser(b.Address(), a.Address()) {
+			a, b = b, a // a is the lesser: its connection must win
+		}
+		errs := make(chan error, 2)
+		go func() { _, err := a.Connect(context.Background(), b.target()); errs <- err }()
+		go func() { _, err := b.Connect(context.Background(), a.target()); errs <- err }()
+		for j := 0; j < 2; j++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		// b's side of a's connection comes up as inbound.
+		for ev := b.waitUp(t, a.Address()); !ev.Inbound; ev = b.waitUp(t, a.Address()) {
+		}
+		sa, sb := a.Session(b.Address()), b.Session(a.Address())
+		if sa == nil || sb == nil {
+			t.Fatal("no session kept")
+		}
+		if sa.Info().RemoteAddr.String() != b.ListenAddr().String() {
+			t.Fatalf("a kept the connection b dialled (remote %v)", sa.Info().RemoteAddr)
+		}
+		if sb.Info().RemoteAddr.String() == a.ListenAddr().String() {
+			t.Fatal("b kept the connection it dialled")
+		}
+		if _, err := sa.Call(context.Background(), wire.NamePing, nil); err != nil {
+			t.Fatalf("ping over the kept session: %v", err)
+		}
+	}
+}
+
+func TestPerIPLimit(t *testing.T) {
+	b := newKernel(t, func(c *Config) { c.MaxPerIP = 1 })
+	a1, a2 := newKernel(t, nil), newKernel(t, nil)
+	if _, err := a1.Connect(context.Background(), b.target()); err != nil {
+		t.Fatal(err)
+	}
+	b.waitUp(t, a1.Address())
+	s, err := a2.Connect(context.Background(), b.target())
+	if err == nil {
+		// TLS 1.3: the client may finish before the server drops it.
+		select {
+		case <-s.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("second session from one IP kept")
+		}
+	}
+	if p := b.Peers(); p.Inbound != 1 {
+		t.Fatalf("b has %d inbound sessions, want 1", p.Inbound)
+	}
+}
+
+func TestUnknownFrameAnswered(t *testing.T) {
+	a := newKernel(t, nil)
+	b := newKernel(t, func(c *Config) {
+		c.Handlers = map[string]FrameHandler{"echo": func(k *Kernel, s *peer.Session, e wire.Envelope) {
+			s.Reply(context.Background(), e, "echo", map[string]string{"from": k.Address().String()})
+		}}
+	})
+	s, err := a.Connect(context.Background(), b.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Call(context.Background(), "format_disk", nil)
+	if peer.CodeOf(err) != wire.CodeUnknownCommand {
+		t.Fatalf("unknown frame: %v, want code 9020", err)
+	}
+	reply, err := s.Call(context.Background(), "echo", nil)
+	if err != nil || reply.Name != "echo" {
+		t.Fatalf("echo: %+v, %v", reply, err)
+	}
+	// The session survives the refusal.
+	if _, err := s.Call(context.Background(), wire.NamePing, nil); err != nil {
+		t.Fatalf("ping after refusal: %v", err)
+	}
+}
+
+func TestTrafficTotalsSurviveRestart(t *testing.T) {
+	db, err := store.Open(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	id, _ := identity.Generate()
+	b := newKernel(t, nil)
+	run := func() uint64 {
+		r := router.New()
+		k, err := New(Config{Identity: id, Router: r, Meta: db.Meta(), Listen: "127.0.0.1:0",
+			MaxInbound: 4, MaxOutbound: 4, MaxPerIP: 4, MaxFrame: 1 << 20, HandshakeTimeout: 5 * time.Second, IdleTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- k.Run(ctx, func() { close(ready) }) }()
+		<-ready
+		if _, err := k.Connect(ctx, b.target()); err != nil {
+			t.Fatal(err)
+		}
+		out := k.Peers().TrafficOut
+		cancel()
+		<-done
+		return out
+	}
+	first := run()
+	second := run()
+	if first == 0 || second <= first {
+		t.Fatalf("traffic out: %d then %d; the second run must add to the first", first, second)
+	}
+}
