@@ -9,6 +9,7 @@
 //	phpchat-node info [--json]             show the local node
 //	phpchat-node contacts [list|add|remove] the address book
 //	phpchat-node cronjob -c|-p|-b          run scheduled jobs now
+//	phpchat-node hashcash mint|check|speed hashcash stamps, as the C tool
 //	phpchat-node version                   print the version
 package main
 
@@ -73,6 +74,7 @@ func newApp() *cli.App {
 			runCommand(),
 			infoCommand(),
 			contactsCommand(),
+			hashcashCommand(),
 			cronjobCommand(),
 			{
 				Name:  "version",

@@ -285,3 +285,44 @@ func TestContactsAndCronjob(t *testing.T) {
 		t.Fatalf("cronjob without a node: %v, %s", err, out)
 	}
 }
+
+func TestHashcashCommand(t *testing.T) {
+	n := &testNode{t: t, dataDir: t.TempDir()}
+	out, err := n.command("hashcash", "mint", "-b", "12", "alice").Output()
+	if err != nil {
+		t.Fatalf("mint: %v", err)
+	}
+	stamp := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(stamp, "1:12:") {
+		t.Fatalf("mint printed %q", stamp)
+	}
+	if out, err := n.command("hashcash", "check", "-b", "12", "-r", "alice", stamp).CombinedOutput(); err != nil {
+		t.Fatalf("check of a good stamp: %v, %s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-b", "12", "-r", "bob", stamp}, "wrong resource"},
+		{[]string{"-b", "30", "-r", "alice", stamp}, "insufficient bits"},
+		{[]string{"-b", "12", "-r", "alice", "1:12:261122:alice::x"}, "malformed"},
+	} {
+		out, err := n.command(append([]string{"hashcash", "check"}, tc.args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("check %v: %v, %s; want exit 1 and %q", tc.args, err, out, tc.want)
+		}
+	}
+	out, err = n.command("hashcash", "speed", "-d", "100ms").Output()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if err != nil || len(lines) != 2 {
+		t.Fatalf("speed: %v, %q", err, out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 0 || f[0] == "0" {
+			t.Fatalf("speed line %q does not start with a rate", l)
+		} else if _, err := strconv.Atoi(f[0]); err != nil {
+			t.Fatalf("speed line %q does not start with an integer", l)
+		}
+	}
+}

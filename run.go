@@ -20,6 +20,7 @@ import (
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
+	"github.com/phpchat/phpchat-node/subsystems/miner"
 )
 
 func runCommand() *cli.Command {
@@ -114,7 +115,8 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	if err != nil {
 		return err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, minerInfo, cronInfo}}
+	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
@@ -122,6 +124,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		{Name: "info", Required: true, Run: infoSvc.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
 		{Name: "control", Required: true, Run: ctl.Run},
+		{Name: "miner", Run: pool.Run},
 		{Name: "cron", Run: sched.Run},
 	}, func() {
 		if err := supervisor.Notify("READY=1"); err != nil {
