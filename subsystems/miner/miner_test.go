@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/router"
 )
 
@@ -162,4 +163,26 @@ func stats(t *testing.T, c *router.Endpoint) Stats {
 		t.Fatal(err)
 	}
 	return v.(Stats)
+}
+
+func TestPoolMintsRealStamps(t *testing.T) {
+	mint := func(ctx context.Context, resource string, bits, workers int, hashes *atomic.Uint64) (string, error) {
+		st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(workers), hashcash.WithHashCounter(hashes))
+		if err != nil {
+			return "", err
+		}
+		return st.String(), nil
+	}
+	_, c := startPool(t, mint, 4)
+	v, err := c.Call(context.Background(), Endpoint, MintRequest{Resource: "pc1talk", Bits: 12, Priority: Interactive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamp := v.(MintResult).Stamp
+	if _, err := (hashcash.Policy{MinBits: 12, Resource: "pc1talk"}).Verify(stamp); err != nil {
+		t.Fatalf("pool minted %q: %v", stamp, err)
+	}
+	if st := stats(t, c); st.Minted != 1 || st.TotalHashes == 0 {
+		t.Fatalf("stats after a real mint: %+v", st)
+	}
 }
