@@ -51,7 +51,26 @@ type (
 	// ConnectRequest asks the kernel to dial a peer ("host:port" or
 	// "address@host:port") now; the reply is the peer's address.
 	ConnectRequest struct{ Target string }
+	// SendRequest sends a one-way frame to a peer with a session; the
+	// reply is nil once it is queued.
+	SendRequest struct {
+		To   identity.Address
+		Name string
+		Data any
+	}
+	// CallRequest sends a request frame to a peer with a session and
+	// waits for its answer; the reply is the answer's wire.Envelope, and
+	// an error frame is an error (see peer.CodeOf).
+	CallRequest struct {
+		To   identity.Address
+		Name string
+		Data any
+	}
 )
+
+// ErrNoSession is returned for a frame to a peer the node has no session
+// with.
+var ErrNoSession = errors.New("no session with that peer")
 
 // Peers describes the kernel's sessions and traffic.
 type Peers struct {
@@ -197,6 +216,28 @@ func (k *Kernel) Run(ctx context.Context, ready func()) error {
 					return
 				}
 				m.Reply(s.Peer(), nil)
+			}()
+			return nil, router.ErrDeferred
+		case SendRequest:
+			s := k.Session(req.To)
+			if s == nil {
+				return nil, fmt.Errorf("send %s to %s: %w", req.Name, req.To, ErrNoSession)
+			}
+			return nil, s.Send(ctx, req.Name, req.Data)
+		case CallRequest:
+			s := k.Session(req.To)
+			if s == nil {
+				return nil, fmt.Errorf("call %s on %s: %w", req.Name, req.To, ErrNoSession)
+			}
+			k.wg.Add(1)
+			go func() {
+				defer k.wg.Done()
+				e, err := s.Call(ctx, req.Name, req.Data)
+				if err != nil {
+					m.Reply(nil, err)
+					return
+				}
+				m.Reply(e, nil)
 			}()
 			return nil, router.ErrDeferred
 		default:

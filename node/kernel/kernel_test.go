@@ -141,6 +141,15 @@ func TestThreeNodesOverRouter(t *testing.T) {
 	if p := c.Peers(); p.Inbound != 2 {
 		t.Fatalf("c's peers: %+v", p)
 	}
+	// Frames to peers go through the router too.
+	v, err = ep.Call(context.Background(), Endpoint, CallRequest{To: b.Address(), Name: wire.NamePing})
+	if err != nil || v.(wire.Envelope).Name != wire.NamePong {
+		t.Fatalf("ping b through the router: %v, %v", v, err)
+	}
+	stranger, _ := identity.Generate()
+	if _, err := ep.Call(context.Background(), Endpoint, SendRequest{To: stranger.Address, Name: "talk_msg"}); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("send to a stranger: %v, want ErrNoSession", err)
+	}
 }
 
 func TestWrongExpectedAddressRefused(t *testing.T) {
