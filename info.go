@@ -90,6 +90,22 @@ func printInfo(w io.Writer, in node.Info) {
 		if in.MemoryRSS > 0 {
 			row("Memory", fmt.Sprintf("%.1f MiB resident", float64(in.MemoryRSS)/(1<<20)))
 		}
+		if in.Peers != nil {
+			row("Peers", fmt.Sprintf("%d (%d in, %d out)", *in.Peers, in.PeersIn, in.PeersOut))
+		}
+		if in.TrafficIn != nil && in.TrafficOut != nil {
+			row("Traffic", fmt.Sprintf("in %s, out %s", byteSize(float64(*in.TrafficIn)), byteSize(float64(*in.TrafficOut))))
+		}
+		for _, t := range in.Targets {
+			state := "connecting"
+			switch {
+			case t.Connected:
+				state = "connected"
+			case t.LastError != "":
+				state = "not connected: " + t.LastError
+			}
+			row("Connect", t.Target+" ("+state+")")
+		}
 	} else {
 		row("Running", "no")
 	}

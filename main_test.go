@@ -326,3 +326,65 @@ func TestHashcashCommand(t *testing.T) {
 		}
 	}
 }
+
+// waitInfo polls `info --json` until ok accepts it: across processes the
+// node's answers are the only signal there is.
+func (n *testNode) waitInfo(what string, ok func(map[string]any) bool) map[string]any {
+	n.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		in := n.info()
+		if ok(in) {
+			return in
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%s: not reached; last info %v", what, in)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func peers(in map[string]any) int {
+	p, _ := in["peers"].(float64)
+	return int(p)
+}
+
+func TestThreeBinariesConnect(t *testing.T) {
+	a := startNode(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0")
+	aAddr := a.info()["address"].(string)
+	aListen := listenAddr(t, a)
+	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--connect", aAddr+"@"+aListen)
+	bListen := listenAddr(t, b)
+	c := startNode(t, filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0", "--connect", aListen, "--connect", bListen)
+
+	in := a.waitInfo("a sees b and c", func(in map[string]any) bool { return peers(in) == 2 })
+	if in["peers_in"].(float64) != 2 || in["traffic_in"].(float64) == 0 || in["traffic_out"].(float64) == 0 {
+		t.Fatalf("a's info: %v", in)
+	}
+	c.waitInfo("c sees a and b", func(in map[string]any) bool { return peers(in) == 2 && in["peers_out"].(float64) == 2 })
+	b.waitInfo("b sees a and c", func(in map[string]any) bool { return peers(in) == 2 })
+
+	// A node that expects another address at a's port is refused.
+	wrong := startNode(t, filepath.Join(t.TempDir(), "w"), "--listen", "127.0.0.1:0", "--connect", b.info()["address"].(string)+"@"+aListen)
+	in = wrong.waitInfo("the wrong address refused", func(in map[string]any) bool {
+		targets, _ := in["connect"].([]any)
+		if len(targets) != 1 {
+			return false
+		}
+		errText, _ := targets[0].(map[string]any)["last_error"].(string)
+		return strings.Contains(errText, "address mismatch")
+	})
+	if peers(in) != 0 {
+		t.Fatalf("node dialling a with b's address has peers: %v", in)
+	}
+}
+
+// listenAddr returns the host:port a node listens on for peers.
+func listenAddr(t *testing.T, n *testNode) string {
+	t.Helper()
+	addr, _ := n.info()["listen"].(string)
+	if strings.HasSuffix(addr, ":0") || addr == "" {
+		t.Fatalf("info of a running node shows listen %q, want the bound address", addr)
+	}
+	return addr
+}

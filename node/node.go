@@ -39,17 +39,18 @@ type Info struct {
 	MemoryRSS int64      `json:"memory_rss,omitempty"` // bytes, resident
 
 	// Filled by the subsystems' contributors while the node runs.
-	Peers       *int       `json:"peers,omitempty"`
-	PeersIn     int        `json:"peers_in,omitempty"`
-	PeersOut    int        `json:"peers_out,omitempty"`
-	TrafficIn   *uint64    `json:"traffic_in,omitempty"`  // bytes received from peers
-	TrafficOut  *uint64    `json:"traffic_out,omitempty"` // bytes sent to peers
-	Connections []ConnInfo `json:"connections,omitempty"`
-	DHTNodes    *int       `json:"dht_nodes,omitempty"`
-	Buckets     *int       `json:"buckets,omitempty"`
-	DHTNote     string     `json:"dht_note,omitempty"` // such as "no peers and no bootstrap nodes"
-	Miner       *MinerInfo `json:"miner,omitempty"`
-	Cron        []JobInfo  `json:"cron,omitempty"`
+	Peers       *int         `json:"peers,omitempty"`
+	PeersIn     int          `json:"peers_in,omitempty"`
+	PeersOut    int          `json:"peers_out,omitempty"`
+	TrafficIn   *uint64      `json:"traffic_in,omitempty"`  // bytes received from peers
+	TrafficOut  *uint64      `json:"traffic_out,omitempty"` // bytes sent to peers
+	Connections []ConnInfo   `json:"connections,omitempty"`
+	Targets     []TargetInfo `json:"connect,omitempty"` // the peers of --connect
+	DHTNodes    *int         `json:"dht_nodes,omitempty"`
+	Buckets     *int         `json:"buckets,omitempty"`
+	DHTNote     string       `json:"dht_note,omitempty"` // such as "no peers and no bootstrap nodes"
+	Miner       *MinerInfo   `json:"miner,omitempty"`
+	Cron        []JobInfo    `json:"cron,omitempty"`
 }
 
 // ConnInfo is one peer connection, for `info -c`.
@@ -62,6 +63,15 @@ type ConnInfo struct {
 	TrafficOut uint64    `json:"traffic_out"`
 	FirstSeen  time.Time `json:"first_seen"`
 	LastSeen   time.Time `json:"last_seen"`
+}
+
+// TargetInfo is the state of a peer the node keeps connected (--connect).
+type TargetInfo struct {
+	Target      string    `json:"target"`
+	Connected   bool      `json:"connected"`
+	Address     string    `json:"address,omitempty"` // the peer's, while connected
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // MinerInfo describes the miner pool.

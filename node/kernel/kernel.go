@@ -74,9 +74,12 @@ var ErrNoSession = errors.New("no session with that peer")
 
 // Peers describes the kernel's sessions and traffic.
 type Peers struct {
+	Listen string // the address the kernel listens on
+
 	Inbound, Outbound     int
 	TrafficIn, TrafficOut uint64 // bytes, all sessions since the node was made
 	Connections           []node.ConnInfo
+	Targets               []node.TargetInfo // the configured peers (--connect)
 }
 
 // A FrameHandler serves the frames of one message name. It runs on the
@@ -118,6 +121,8 @@ type Kernel struct {
 	inbound  int // sessions and handshakes
 	outbound int
 
+	targets map[string]*node.TargetInfo // the configured peers, by target
+
 	listenAddr atomic.Pointer[net.TCPAddr]
 	// runCtx is Run's context: sessions live as long as the kernel, not
 	// as long as the request that dialled them.
@@ -153,6 +158,7 @@ func New(cfg Config) (*Kernel, error) {
 		log:      cfg.Logger,
 		sessions: make(map[identity.Address]*conn),
 		perIP:    make(map[netip.Addr]int),
+		targets:  make(map[string]*node.TargetInfo),
 	}, nil
 }
 
@@ -511,11 +517,13 @@ func (k *Kernel) keep(ctx context.Context, target string) {
 	for ctx.Err() == nil {
 		start := time.Now()
 		s, err := k.Connect(ctx, target)
+		k.setTarget(target, s, err)
 		if err != nil {
 			k.log.Warn("kernel: cannot reach peer", "target", target, "err", err, "retry_in", backoff)
 		} else {
 			select {
 			case <-s.Done():
+				k.setTarget(target, nil, s.Err())
 			case <-ctx.Done():
 				return
 			}
@@ -533,15 +541,46 @@ func (k *Kernel) keep(ctx context.Context, target string) {
 	}
 }
 
+// setTarget records the outcome of dialling a configured peer: a session,
+// or the error that ended or prevented one.
+func (k *Kernel) setTarget(target string, s *peer.Session, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.targets[target]
+	if t == nil {
+		t = &node.TargetInfo{Target: target}
+		k.targets[target] = t
+	}
+	t.Connected = s != nil
+	t.Address = ""
+	if s != nil {
+		t.Address = s.Peer().String()
+		t.LastError = ""
+	} else if err != nil {
+		t.LastError = err.Error()
+		t.LastErrorAt = time.Now()
+	}
+}
+
 // Peers describes the sessions.
 func (k *Kernel) Peers() Peers {
+	p := Peers{TrafficIn: k.closedIn.Load(), TrafficOut: k.closedOut.Load()}
 	k.mu.Lock()
 	conns := make([]*conn, 0, len(k.sessions))
 	for _, c := range k.sessions {
 		conns = append(conns, c)
 	}
+	for _, t := range k.cfg.Connect {
+		if ti := k.targets[t]; ti != nil {
+			p.Targets = append(p.Targets, *ti)
+		} else {
+			p.Targets = append(p.Targets, node.TargetInfo{Target: t})
+		}
+	}
 	k.mu.Unlock()
-	p := Peers{TrafficIn: k.closedIn.Load(), TrafficOut: k.closedOut.Load()}
+	if a := k.ListenAddr(); a != nil {
+		p.Listen = a.String()
+	}
 	for _, c := range conns {
 		st := c.s.Stats()
 		info := c.s.Info()
@@ -578,9 +617,13 @@ func Contribute(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
 		return fmt.Errorf("kernel answered %T", v)
 	}
 	n := p.Inbound + p.Outbound
+	if p.Listen != "" {
+		in.Listen = p.Listen // the bound address, as with port 0
+	}
 	in.Peers, in.PeersIn, in.PeersOut = &n, p.Inbound, p.Outbound
 	in.TrafficIn, in.TrafficOut = &p.TrafficIn, &p.TrafficOut
 	in.Connections = p.Connections
+	in.Targets = p.Targets
 	return nil
 }
 
