@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +101,9 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	handlers := control.NodeHandlers()
 	maps.Copy(handlers, control.ContactHandlers(db.Contacts()))
 	maps.Copy(handlers, control.CronHandlers())
+	handlers["peers"] = func(ctx context.Context, c *control.Conn, _ json.RawMessage) (any, error) {
+		return c.Endpoint.Call(ctx, kernel.Endpoint, kernel.PeersRequest{})
+	}
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
