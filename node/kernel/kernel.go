@@ -58,6 +58,14 @@ type (
 		Name string
 		Data any
 	}
+	// SessionRequest asks about the session with a peer; the reply is its
+	// peer.Info, or an error wrapping ErrNoSession.
+	SessionRequest struct{ Address identity.Address }
+	// CloseRequest closes the session with a peer, if there is one.
+	CloseRequest struct {
+		Address identity.Address
+		Reason  string
+	}
 	// CallRequest sends a request frame to a peer with a session and
 	// waits for its answer; the reply is the answer's wire.Envelope, and
 	// an error frame is an error (see peer.CodeOf).
@@ -224,6 +232,17 @@ func (k *Kernel) Run(ctx context.Context, ready func()) error {
 				m.Reply(s.Peer(), nil)
 			}()
 			return nil, router.ErrDeferred
+		case SessionRequest:
+			s := k.Session(req.Address)
+			if s == nil {
+				return nil, fmt.Errorf("session with %s: %w", req.Address, ErrNoSession)
+			}
+			return s.Info(), nil
+		case CloseRequest:
+			if s := k.Session(req.Address); s != nil {
+				s.Close(req.Reason)
+			}
+			return nil, nil
 		case SendRequest:
 			s := k.Session(req.To)
 			if s == nil {
