@@ -144,7 +144,10 @@ type Kernel struct {
 type conn struct {
 	s       *peer.Session
 	inbound bool
+	used    atomic.Int64 // unix nanoseconds of the last request through it
 }
+
+func (c *conn) touch() { c.used.Store(time.Now().UnixNano()) }
 
 // New returns a kernel; Run starts it.
 func New(cfg Config) (*Kernel, error) {
@@ -295,6 +298,11 @@ func (k *Kernel) sessionConfig() peer.Config {
 
 // handle dispatches a frame the session does not serve itself.
 func (k *Kernel) handle(s *peer.Session, e wire.Envelope) {
+	k.mu.Lock()
+	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
+		c.touch()
+	}
+	k.mu.Unlock()
 	if h, ok := k.cfg.Handlers[e.Name]; ok {
 		h(k, s, e)
 		return
@@ -394,7 +402,7 @@ func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, err
 		k.mu.Unlock()
 		return nil, fmt.Errorf("connect %s: kernel not running", target)
 	}
-	if k.outbound >= k.cfg.MaxOutbound {
+	if k.outbound >= k.cfg.MaxOutbound && !k.evictIdleOutbound() {
 		k.mu.Unlock()
 		return nil, fmt.Errorf("connect %s: %w", target, ErrTooManyPeers)
 	}
@@ -471,7 +479,9 @@ func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Sessi
 	defer k.mu.Unlock()
 	old, ok := k.sessions[s.Peer()]
 	if !ok {
-		k.sessions[s.Peer()] = &conn{s: s, inbound: inbound}
+		c := &conn{s: s, inbound: inbound}
+		c.touch()
+		k.sessions[s.Peer()] = c
 		return s, nil
 	}
 	self, other := k.Address(), s.Peer()
@@ -483,7 +493,9 @@ func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Sessi
 	}
 	newD, oldD := dialer(inbound), dialer(old.inbound)
 	if newD == oldD || lesser(newD, oldD) {
-		k.sessions[s.Peer()] = &conn{s: s, inbound: inbound}
+		c := &conn{s: s, inbound: inbound}
+		c.touch()
+		k.sessions[s.Peer()] = c
 		return s, old.s
 	}
 	return old.s, s
@@ -506,14 +518,43 @@ func lesser(a, b identity.Address) bool {
 	return false
 }
 
-// Session returns the session with the peer, or nil.
+// Session returns the session with the peer, or nil. It counts as a use
+// of the session (see Connect).
 func (k *Kernel) Session(addr identity.Address) *peer.Session {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.sessions[addr]; ok {
+		c.touch()
 		return c.s
 	}
 	return nil
+}
+
+// evictIdleOutbound closes the least recently used outbound session that
+// is not with a --connect peer, making room for a new one. It reports
+// whether it closed one. k.mu must be held.
+func (k *Kernel) evictIdleOutbound() bool {
+	kept := make(map[string]bool)
+	for _, t := range k.targets {
+		if t.Connected {
+			kept[t.Address] = true
+		}
+	}
+	var victim *conn
+	for _, c := range k.sessions {
+		if c.inbound || kept[c.s.Peer().String()] {
+			continue
+		}
+		if victim == nil || c.used.Load() < victim.used.Load() {
+			victim = c
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	delete(k.sessions, victim.s.Peer())
+	victim.s.Close("making room for another peer")
+	return true
 }
 
 func (k *Kernel) closeAll(reason string) {

@@ -282,3 +282,29 @@ func TestTrafficTotalsSurviveRestart(t *testing.T) {
 		t.Fatalf("traffic out: %d then %d; the second run must add to the first", first, second)
 	}
 }
+
+func TestOutboundLimitEvictsLeastRecentlyUsed(t *testing.T) {
+	b, c, d := newKernel(t, nil), newKernel(t, nil), newKernel(t, nil)
+	a := newKernel(t, func(cfg *Config) { cfg.MaxOutbound = 1 })
+	sb, err := a.Connect(context.Background(), b.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Connect(context.Background(), c.target()); err != nil {
+		t.Fatalf("second peer at max-outbound 1: %v (the idle first should make room)", err)
+	}
+	select {
+	case <-sb.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("least recently used session not closed")
+	}
+	if a.Session(c.Address()) == nil || a.Session(b.Address()) != nil {
+		t.Fatal("a does not hold exactly the newer session")
+	}
+	// A --connect peer is never evicted.
+	k := newKernel(t, func(cfg *Config) { cfg.MaxOutbound = 1; cfg.Connect = []string{b.target()} })
+	b.waitUp(t, k.Address())
+	if _, err := k.Connect(context.Background(), d.target()); !errors.Is(err, ErrTooManyPeers) {
+		t.Fatalf("connect beyond the limit with only a --connect peer: %v, want ErrTooManyPeers", err)
+	}
+}

@@ -1,0 +1,126 @@
+package dht
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/phpchat/phpchat-node/node/identity"
+)
+
+// Message names of the DHT, as the original protocol's.
+const (
+	NameFindNode  = "node_find"  // data: FindNode; answered by node_found
+	NameFoundNode = "node_found" // data: FoundNode
+)
+
+// Purpose is the hashcash purpose of node_find in a node's policy.
+const Purpose = "node_find"
+
+// FindNode is the data of node_find: a request for the nodes the receiver
+// knows closest to Target, paid with a hashcash stamp.
+type FindNode struct {
+	Target string `json:"target"` // 64 hex digits
+	Stamp  string `json:"stamp"`
+}
+
+// FoundNode is the data of node_found.
+type FoundNode struct {
+	Nodes []Record `json:"nodes"`
+}
+
+// A Record is a node as node_found carries it: its address (the key) and
+// where to reach it. A record is only a hint where to dial: a node enters
+// a table after its own handshake has proved its key.
+type Record struct {
+	Address identity.Address `json:"address"`
+	Addrs   []string         `json:"addrs"`
+}
+
+// MaxAddrLen is the longest network address in a record.
+const MaxAddrLen = 64
+
+// ErrInvalidRecord is wrapped by the errors of Validate.
+var ErrInvalidRecord = errors.New("dht: invalid node_found")
+
+// ParseTarget parses the target of node_find.
+func ParseTarget(s string) (identity.ID, error) {
+	var id identity.ID
+	if len(s) != 2*len(id) {
+		return id, fmt.Errorf("dht: target has %d characters, want %d hex digits", len(s), 2*len(id))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("dht: target: %w", err)
+	}
+	return id, nil
+}
+
+// Validate checks a node_found reply from the node at from: at most K
+// records, each with a valid address other than from's, at most MaxAddrs
+// network addresses of the form ip:port, no address twice. A reply that
+// breaks any rule is refused whole: a node that lies once is not believed
+// in part.
+func (f *FoundNode) Validate(from identity.Address) error {
+	if len(f.Nodes) > K {
+		return fmt.Errorf("%w: %d records, at most %d", ErrInvalidRecord, len(f.Nodes), K)
+	}
+	seen := make(map[identity.Address]bool, len(f.Nodes))
+	for i, r := range f.Nodes {
+		if r.Address.IsZero() {
+			return fmt.Errorf("%w: record %d has no address", ErrInvalidRecord, i)
+		}
+		if seen[r.Address] {
+			return fmt.Errorf("%w: record %d repeats an address", ErrInvalidRecord, i)
+		}
+		seen[r.Address] = true
+		if len(r.Addrs) == 0 || len(r.Addrs) > MaxAddrs {
+			return fmt.Errorf("%w: record %d has %d network addresses (1-%d)", ErrInvalidRecord, i, len(r.Addrs), MaxAddrs)
+		}
+		for _, a := range r.Addrs {
+			if len(a) > MaxAddrLen {
+				return fmt.Errorf("%w: record %d: network address over %d bytes", ErrInvalidRecord, i, MaxAddrLen)
+			}
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil || ap.Port() == 0 || !ap.Addr().IsValid() || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast() {
+				return fmt.Errorf("%w: record %d: %q is not ip:port", ErrInvalidRecord, i, a)
+			}
+		}
+	}
+	return nil
+}
+
+// Nodes returns the records as Nodes, without the asking node itself.
+func (f *FoundNode) nodes(self identity.ID) []Node {
+	out := make([]Node, 0, len(f.Nodes))
+	for _, r := range f.Nodes {
+		if r.Address.ID() != self {
+			out = append(out, Node{Address: r.Address, Addrs: r.Addrs})
+		}
+	}
+	return out
+}
+
+// records returns nodes as Records with only their ip:port addresses,
+// leaving out nodes without one: a reply carries nothing its receiver
+// would refuse.
+func records(nodes []Node) []Record {
+	out := make([]Record, 0, len(nodes))
+	for _, n := range nodes {
+		var addrs []string
+		for _, a := range n.Addrs {
+			if ap, err := netip.ParseAddrPort(a); err == nil && ap.Port() != 0 && len(a) <= MaxAddrLen && len(addrs) < MaxAddrs {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			out = append(out, Record{Address: n.Address, Addrs: addrs})
+		}
+	}
+	return out
+}
+
+// StampResource is the hashcash resource of a node_find sent to the node
+// at to: binding the stamp to the receiver keeps it from being spent at
+// any other node.
+func StampResource(to identity.Address) string { return "node_find/" + to.String() }
