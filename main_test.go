@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -387,4 +388,26 @@ func listenAddr(t *testing.T, n *testNode) string {
 		t.Fatalf("info of a running node shows listen %q, want the bound address", addr)
 	}
 	return addr
+}
+
+func TestBinariesJoinTheDHT(t *testing.T) {
+	seed := startNode(t, filepath.Join(t.TempDir(), "seed"), "--listen", "127.0.0.1:0", "--node-find-bits", "8")
+	in := seed.info()
+	if in["dht_nodes"] != float64(0) || !strings.Contains(fmt.Sprint(in["dht_note"]), "no bootstrap nodes") {
+		t.Fatalf("a lone node's info does not say its table is empty: %v", in)
+	}
+	seedTarget := in["address"].(string) + "@" + listenAddr(t, seed)
+	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--bootstrap", seedTarget)
+	c := startNode(t, filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0", "--bootstrap", seedTarget)
+	// c's self-lookup goes through the seed to b: b learns c, and c b.
+	b.waitInfo("b knows the seed and c", func(in map[string]any) bool { return in["dht_nodes"] == float64(2) })
+	c.waitInfo("c knows the seed and b", func(in map[string]any) bool {
+		return in["dht_nodes"] == float64(2) && in["buckets"].(float64) >= 1
+	})
+	for _, flag := range []string{"-p", "-b"} {
+		out, err := b.command("cronjob", flag).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ok") {
+			t.Fatalf("cronjob %s: %v, %s", flag, err, out)
+		}
+	}
 }

@@ -13,11 +13,14 @@ import (
 
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/dht"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernel"
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/supervisor"
 	"github.com/phpchat/phpchat-node/node/transport"
+	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
@@ -52,9 +55,11 @@ func runNode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range s.Connect {
-		if _, _, err := transport.ParseTarget(t); err != nil {
-			return cli.Exit(fmt.Sprintf("setting connect: %v", err), exitSettings)
+	for key, targets := range map[string][]string{"connect": s.Connect, "bootstrap": s.Bootstrap} {
+		for _, t := range targets {
+			if _, _, err := transport.ParseTarget(t); err != nil {
+				return cli.Exit(fmt.Sprintf("setting %s: %v", key, err), exitSettings)
+			}
 		}
 	}
 	logger := newLogger(c.App.ErrWriter, s)
@@ -110,23 +115,39 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Logger:   logger.With("subsystem", "control"),
 		Handlers: handlers,
 	}
+	// The endpoint of run's own calls: minting for the DHT, cron jobs.
+	self, err := r.Register("run", 1)
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	dhtSvc := &dht.Service{
+		Router: r, Logger: logger.With("subsystem", "dht"), Table: dht.NewTable(id.Address),
+		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps()}, Bits: s.NodeFindBits,
+		Bootstrap: s.Bootstrap, Mint: poolMinter(self, miner.Background),
+	}
+	frameHandlers := map[string]kernel.FrameHandler{}
+	maps.Copy(frameHandlers, dhtSvc.Handlers())
 	k, err := kernel.New(kernel.Config{
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
 		Listen: s.Listen, Connect: s.Connect,
 		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
+		Hashcash: wire.HashcashPolicy{dht.Purpose: s.NodeFindBits},
+		Handlers: frameHandlers,
 	})
 	if err != nil {
 		return err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, minerInfo, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, dht.Contribute, minerInfo, cronInfo}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
-	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db)}
+	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
 	err = sup.Run(ctx, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
+		{Name: "dht", Run: dhtSvc.Run},
 		{Name: "control", Required: true, Run: ctl.Run},
 		{Name: "miner", Run: pool.Run},
 		{Name: "cron", Run: sched.Run},
@@ -157,15 +178,46 @@ func cronInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
 	return nil
 }
 
-// cronJobs are the node's periodic jobs.
-func cronJobs(db *store.DB) []cron.Job {
+// cronJobs are the node's periodic jobs. The DHT's run in the DHT
+// service, asked over the router.
+func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
+	dhtJob := func(name string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			_, err := ep.Call(ctx, dht.Endpoint, dht.JobRequest{Job: name})
+			return err
+		}
+	}
 	return []cron.Job{
-		{Name: "save", Every: 10 * time.Minute, Jitter: 0.1, Run: func(context.Context) error {
+		{Name: "bootstrap", Every: time.Minute, Jitter: 0.2, Run: dhtJob("bootstrap")},
+		{Name: "ping", Every: 5 * time.Minute, Jitter: 0.2, Run: dhtJob("ping")},
+		{Name: "refresh", Every: 15 * time.Minute, Jitter: 0.2, Run: dhtJob("refresh")},
+		{Name: "save", Every: 10 * time.Minute, Jitter: 0.1, Run: func(ctx context.Context) error {
+			if err := dhtJob("save")(ctx); err != nil {
+				return err
+			}
 			if err := db.Sync(); err != nil {
 				return err
 			}
 			return db.Compact()
 		}},
+	}
+}
+
+// poolMinter returns a function that mints stamps through the miner pool.
+func poolMinter(ep *router.Endpoint, pr miner.Priority) func(context.Context, string, int) (string, error) {
+	return func(ctx context.Context, resource string, bits int) (string, error) {
+		deadline, _ := ctx.Deadline()
+		v, err := ep.Call(ctx, miner.Endpoint, miner.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
+		if err != nil {
+			return "", err
+		}
+		res, ok := v.(miner.MintResult)
+		if !ok {
+			return "", fmt.Errorf("miner answered %T", v)
+		}
+		return res.Stamp, nil
 	}
 }
 

@@ -24,6 +24,8 @@ type Settings struct {
 	LogFormat       string // "text" or "json"
 	Listen          string // P2P listen address, host:port
 	Connect         []string
+	Bootstrap       []string
+	NodeFindBits    int
 	MaxInbound      int
 	MaxOutbound     int
 	MaxPerIP        int
@@ -34,6 +36,8 @@ type Settings struct {
 	Nickname        string
 	MailDomain      string
 	ShutdownTimeout time.Duration
+	TalkTimeout     time.Duration // an incoming talk request waits this long for the user
+	TalkBits        int           // hashcash bits a talk request must carry
 }
 
 // A Setting describes one setting: its key, what it means, its default and
@@ -113,6 +117,21 @@ var Table = []Setting{
 			return nil
 		},
 	},
+	{
+		Key: "bootstrap", List: true,
+		Usage: "seed nodes to join the DHT through: host:port or address@host:port",
+		apply: func(s *Settings, v string) error {
+			s.Bootstrap = nil
+			for _, t := range SplitList(v) {
+				if err := CheckPeerTarget(t); err != nil {
+					return err
+				}
+				s.Bootstrap = append(s.Bootstrap, t)
+			}
+			return nil
+		},
+	},
+	intSetting("node-find-bits", "12", "hashcash bits this node asks of each node_find (DHT lookup) request", 0, 32, func(s *Settings, n int) { s.NodeFindBits = n }),
 	intSetting("max-inbound", "64", "most sessions peers may open to this node", 0, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
 	intSetting("max-outbound", "32", "most sessions this node opens to peers", 0, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
 	intSetting("max-per-ip", "4", "most sessions from one IP address", 1, 100000, func(s *Settings, n int) { s.MaxPerIP = n }),
@@ -148,6 +167,8 @@ var Table = []Setting{
 		},
 	},
 	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
+	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
+	intSetting("talk-bits", "15", "hashcash bits a peer's talk request must carry", 0, 32, func(s *Settings, n int) { s.TalkBits = n }),
 }
 
 func intSetting(key, def, usage string, lo, hi int, set func(*Settings, int)) Setting {
