@@ -236,3 +236,25 @@ func TestFoundNodeValidate(t *testing.T) {
 		}
 	}
 }
+
+// A record whose key is not the key of the node at its network address
+// is dialled with that key expected, refused, and never enters the table.
+func TestForgedRecordNeverEntersTable(t *testing.T) {
+	a, _ := startLive(t, newID(t), t.TempDir())
+	b, _ := startLive(t, newID(t), t.TempDir())
+	forged := newID(t).Address
+	seeds := []Node{{Address: forged, Addrs: []string{b.k.ListenAddr().String()}}}
+	found, st, err := Lookup(context.Background(), a.svc, a.id.Address.ID(), forged.ID(), seeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 0 || st.Failed != 1 {
+		t.Fatalf("lookup through a forged record found %d nodes (stats %+v)", len(found), st)
+	}
+	if _, ok := a.svc.Table.Get(forged); ok {
+		t.Fatal("forged record entered the table")
+	}
+	if _, ok := a.svc.Table.Get(b.id.Address); ok {
+		t.Fatal("the node behind the forged record entered the table without a handshake of its own")
+	}
+}
