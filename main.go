@@ -7,6 +7,7 @@
 //
 //	phpchat-node [--data-dir DIR] run      start a node in the foreground
 //	phpchat-node info [--json]             show the local node
+//	phpchat-node console                   attach for live talk
 //	phpchat-node contacts [list|add|remove] the address book
 //	phpchat-node cronjob -c|-p|-b          run scheduled jobs now
 //	phpchat-node hashcash mint|check|speed hashcash stamps, as the C tool
@@ -76,6 +77,7 @@ func newApp() *cli.App {
 			contactsCommand(),
 			hashcashCommand(),
 			cronjobCommand(),
+			consoleCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

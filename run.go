@@ -25,6 +25,7 @@ import (
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
 	"github.com/phpchat/phpchat-node/subsystems/miner"
+	"github.com/phpchat/phpchat-node/subsystems/talk"
 )
 
 func runCommand() *cli.Command {
@@ -106,6 +107,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	handlers := control.NodeHandlers()
 	maps.Copy(handlers, control.ContactHandlers(db.Contacts()))
 	maps.Copy(handlers, control.CronHandlers())
+	maps.Copy(handlers, talk.ControlHandlers(r, db.Contacts()))
 	handlers["peers"] = func(ctx context.Context, c *control.Conn, _ json.RawMessage) (any, error) {
 		return c.Endpoint.Call(ctx, kernel.Endpoint, kernel.PeersRequest{})
 	}
@@ -126,20 +128,25 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps()}, Bits: s.NodeFindBits,
 		Bootstrap: s.Bootstrap, Mint: poolMinter(self, miner.Background),
 	}
+	talkSvc := talk.New(talk.Config{
+		Router: r, Logger: logger.With("subsystem", "talk"), Self: id.Address, Contacts: db.Contacts(),
+		Stamps: &stamps.Checker{Spent: db.Stamps()}, Nickname: s.Nickname, Timeout: s.TalkTimeout, Bits: s.TalkBits,
+	})
 	frameHandlers := map[string]kernel.FrameHandler{}
+	maps.Copy(frameHandlers, talkSvc.FrameHandlers())
 	maps.Copy(frameHandlers, dhtSvc.Handlers())
 	k, err := kernel.New(kernel.Config{
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
 		Listen: s.Listen, Connect: s.Connect,
 		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
-		Hashcash: wire.HashcashPolicy{dht.Purpose: s.NodeFindBits},
+		Hashcash: wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},
 		Handlers: frameHandlers,
 	})
 	if err != nil {
 		return err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, dht.Contribute, minerInfo, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
@@ -151,6 +158,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		{Name: "control", Required: true, Run: ctl.Run},
 		{Name: "miner", Run: pool.Run},
 		{Name: "cron", Run: sched.Run},
+		{Name: "talk", Run: talkSvc.Run},
 	}, func() {
 		if err := supervisor.Notify("READY=1"); err != nil {
 			logger.Warn("systemd notification failed", "err", err)
