@@ -1,0 +1,5 @@
+//go:build !race
+
+package dhtsim
+
+const raceEnabled = false
