@@ -454,13 +454,13 @@ func (s *Service) incoming(f frame, req Request) {
 		f.s.SendError(ctx, f.e, wire.CodeInvalidData, fmt.Sprintf("talk %q exists", req.Talk))
 		return
 	}
-	ringing := 0
+	waiting := 0
 	for _, t := range s.talks {
 		if t.state == ringing {
-			ringing++
+			waiting++
 		}
 	}
-	if ringing >= MaxRinging || len(s.talks) >= MaxTalks {
+	if waiting >= MaxRinging || len(s.talks) >= MaxTalks {
 		f.s.SendError(ctx, f.e, wire.CodeBusy, "too many talk requests")
 		return
 	}
