@@ -1,0 +1,422 @@
+package talk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/hashcash"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/kernel"
+	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/stamps"
+	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/miner"
+)
+
+func TestParseRefusesBadInput(t *testing.T) {
+	env := func(name string, rid uint64, data string) wire.Envelope {
+		return wire.Envelope{Name: name, RID: rid, Data: json.RawMessage(data)}
+	}
+	long := strings.Repeat("x", MaxText+1)
+	for _, tc := range []struct {
+		why string
+		e   wire.Envelope
+	}{
+		{"no data", env(NameMsg, 0, "")},
+		{"not an object", env(NameMsg, 0, `"hi"`)},
+		{"request without rid", env(NameRequest, 0, `{"talk":"a1","nickname":"bob","stamp":"1:8:x"}`)},
+		{"request without stamp", env(NameRequest, 5, `{"talk":"a1","nickname":"bob"}`)},
+		{"request without nickname", env(NameRequest, 5, `{"talk":"a1","stamp":"1:8:x"}`)},
+		{"nickname with a control character", env(NameRequest, 5, `{"talk":"a1","nickname":"bo\u001b[2Jb","stamp":"1:8:x"}`)},
+		{"nickname too long", env(NameNick, 0, `{"talk":"a1","nickname":"`+strings.Repeat("n", 257)+`"}`)},
+		{"empty talk id", env(NameMsg, 0, `{"talk":"","text":"hi"}`)},
+		{"talk id with a space", env(NameMsg, 0, `{"talk":"a b","text":"hi"}`)},
+		{"talk id too long", env(NameMsg, 0, `{"talk":"`+strings.Repeat("a", MaxTalkIDLen+1)+`","text":"hi"}`)},
+		{"talk id not a string", env(NameMsg, 0, `{"talk":7,"text":"hi"}`)},
+		{"empty text", env(NameMsg, 0, `{"talk":"a1","text":""}`)},
+		{"text too long", env(NameMsg, 0, `{"talk":"a1","text":"`+long+`"}`)},
+		{"text with an escape", env(NameMsg, 0, `{"talk":"a1","text":"\u001b]0;owned\u0007"}`)},
+		{"text with a C1 control", env(NameMsg, 0, `{"talk":"a1","text":"a\u009bb"}`)},
+		{"text not UTF-8", env(NameMsg, 0, "{\"talk\":\"a1\",\"text\":\"\xff\xfe\"}")},
+		{"unknown status", env(NameResponse, 0, `{"talk":"a1","status":9}`)},
+		{"status as text", env(NameResponse, 0, `{"talk":"a1","status":"1"}`)},
+		{"accepted without nickname", env(NameResponse, 0, `{"talk":"a1","status":1}`)},
+		{"reason too long", env(NameClose, 0, `{"talk":"a1","reason":"`+strings.Repeat("r", MaxReason+1)+`"}`)},
+	} {
+		if v, err := parse(tc.e); !errors.Is(err, errInvalid) {
+			t.Errorf("%s: parse = %v, %v; want errInvalid", tc.why, v, err)
+		}
+	}
+	for _, e := range []wire.Envelope{
+		env(NameRequest, 5, `{"talk":"a1","nickname":"bob smith","stamp":"1:8:x","extra":1}`),
+		env(NameMsg, 0, `{"talk":"a1","text":"ça va?\tüñí 😀"}`),
+		env(NameMsg, 0, `{"talk":"a1","text":"","ignore":true}`),
+		env(NameResponse, 0, `{"talk":"a1","status":2}`),
+		env(NameClose, 0, `{"talk":"a1"}`),
+	} {
+		if _, err := parse(e); err != nil {
+			t.Errorf("parse %s %s: %v", e.Name, e.Data, err)
+		}
+	}
+}
+
+// testNode is a kernel with a talk service and a miner pool, in process.
+type testNode struct {
+	r    *router.Router
+	k    *kernel.Kernel
+	svc  *Service
+	ep   *router.Endpoint // the test's own endpoint
+	addr identity.Address
+	db   *store.DB
+}
+
+const testBits = 8
+
+func newTestNode(t *testing.T, timeout time.Duration) *testNode {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(t.TempDir(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := router.New()
+	svc := New(Config{Router: r, Logger: logger, Self: id.Address, Contacts: db.Contacts(),
+		Stamps: &stamps.Checker{Spent: db.Stamps()}, Nickname: "n-" + id.Address.String()[3:9], Timeout: timeout, Bits: testBits})
+	k, err := kernel.New(kernel.Config{
+		Identity: id, Router: r, Logger: logger, Listen: "127.0.0.1:0",
+		MaxInbound: 8, MaxOutbound: 8, MaxPerIP: 8, MaxFrame: 1 << 20,
+		HandshakeTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		Hashcash: wire.HashcashPolicy{Purpose: testBits},
+		Handlers: svc.FrameHandlers(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &miner.Pool{Router: r, Logger: logger, Workers: 2,
+		Mint: func(ctx context.Context, resource string, bits, workers int, hashes *atomic.Uint64) (string, error) {
+			st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(workers))
+			if err != nil {
+				return "", err
+			}
+			return st.String(), nil
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 3)
+	for _, run := range []func(context.Context, func()) error{k.Run, pool.Run, svc.Run} {
+		ready := make(chan struct{})
+		go func() { done <- run(ctx, func() { close(ready) }) }()
+		select {
+		case <-ready:
+		case err := <-done:
+			t.Fatalf("start: %v", err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("subsystem not ready in 5 s")
+		}
+	}
+	ep, err := r.Register("test", 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range 3 {
+			<-done
+		}
+		ep.Close()
+		db.Close()
+	})
+	return &testNode{r: r, k: k, svc: svc, ep: ep, addr: id.Address, db: db}
+}
+
+func (n *testNode) call(t *testing.T, req any) (any, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.ep.Call(ctx, Endpoint, req)
+}
+
+// console attaches a console to n until the test ends, and returns its
+// events.
+func (n *testNode) console(t *testing.T) (<-chan any, func()) {
+	t.Helper()
+	sub := n.r.Subscribe(TopicEvents, 256)
+	done := make(chan struct{})
+	v, err := n.call(t, AttachRequest{Done: done})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backlog := v.(Attached).Backlog
+	ch := make(chan any, 256)
+	for _, ev := range backlog {
+		ch <- ev
+	}
+	go func() { // ends with the subscription
+		for ev := range sub.C() {
+			ch <- ev
+		}
+	}()
+	var closed atomic.Bool
+	detach := func() {
+		if closed.CompareAndSwap(false, true) {
+			close(done)
+			sub.Unsubscribe()
+		}
+	}
+	t.Cleanup(detach)
+	return ch, detach
+}
+
+// expect waits for an event of the kind and returns it.
+func expect(t *testing.T, events <-chan any, kind string) Event {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-events:
+			if ev := v.(Event); ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event", kind)
+		}
+	}
+}
+
+// connect dials b from a and waits until both talk services know.
+func connect(t *testing.T, a, b *testNode) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.ep.Call(ctx, kernel.Endpoint, kernel.ConnectRequest{Target: b.addr.String() + "@" + b.k.ListenAddr().String()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// raw sends a frame from a to b as a request and returns b's answer.
+func raw(t *testing.T, a, b *testNode, name string, data any) (wire.Envelope, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := a.ep.Call(ctx, kernel.Endpoint, kernel.CallRequest{To: b.addr, Name: name, Data: data})
+	e, _ := v.(wire.Envelope)
+	return e, err
+}
+
+func mint(t *testing.T, resource string, bits int) string {
+	t.Helper()
+	st, err := hashcash.Mint(context.Background(), resource, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.String()
+}
+
+func TestPeerInputRefused(t *testing.T) {
+	a, b := newTestNode(t, time.Minute), newTestNode(t, time.Minute)
+	connect(t, a, b)
+	wantCode := func(what string, code wire.Code, e wire.Envelope, err error) {
+		t.Helper()
+		if got := peer.CodeOf(err); got != code {
+			t.Errorf("%s: answer %s, %v; want error %d", what, e.Name, err, code)
+		}
+	}
+
+	// Talks the receiver does not know, and frames that do not fit.
+	e, err := raw(t, a, b, NameMsg, Msg{Talk: "nosuchtalk", Text: "hi"})
+	wantCode("talk_msg on an unknown talk", wire.CodeInvalidData, e, err)
+	e, err = raw(t, a, b, NameResponse, Response{Talk: "nosuchtalk", Status: StatusAccepted, Nickname: "x"})
+	wantCode("talk_response to no request", wire.CodeInvalidData, e, err)
+	e, err = raw(t, a, b, NameClose, Close{Talk: "nosuchtalk"})
+	wantCode("talk_close of an unknown talk", wire.CodeInvalidData, e, err)
+	e, err = raw(t, a, b, NameNick, NickChange{Talk: "nosuchtalk", Nickname: "x"})
+	wantCode("nickname change on an unknown talk", wire.CodeInvalidData, e, err)
+	e, err = raw(t, a, b, NameMsg, json.RawMessage(`{"talk":"t1","text":"\u001b[2J"}`))
+	wantCode("talk_msg with an escape sequence", wire.CodeInvalidData, e, err)
+
+	// Stamps: missing work, another resource, a replay.
+	req := Request{Talk: "t1", Nickname: "mallory", Stamp: mint(t, Resource(b.addr, a.addr, "t1"), 1)}
+	e, err = raw(t, a, b, NameRequest, req)
+	wantCode("talk_request with too few bits", wire.CodeHashcash, e, err)
+	req.Stamp = mint(t, Resource(a.addr, b.addr, "t1"), testBits)
+	e, err = raw(t, a, b, NameRequest, req)
+	wantCode("talk_request paid for another callee", wire.CodeHashcash, e, err)
+
+	// A good request to a node without a console: status 4.
+	req.Stamp = mint(t, Resource(b.addr, a.addr, "t1"), testBits)
+	e, err = raw(t, a, b, NameRequest, req)
+	var resp Response
+	if err != nil || e.Decode(&resp) != nil || resp.Status != StatusNoUI || resp.Talk != "t1" {
+		t.Fatalf("talk_request without a console: %s %s, %v; want status 4", e.Name, e.Data, err)
+	}
+	e, err = raw(t, a, b, NameRequest, req)
+	wantCode("replayed stamp", wire.CodeHashcash, e, err)
+
+	// A console attached: the request rings, and a second with the same
+	// id is refused.
+	events, _ := b.console(t)
+	req = Request{Talk: "t2", Nickname: "mallory", Stamp: mint(t, Resource(b.addr, a.addr, "t2"), testBits)}
+	e, err = raw(t, a, b, NameRequest, req)
+	if err != nil || e.Decode(&resp) != nil || resp.Status != StatusWaiting {
+		t.Fatalf("talk_request with a console: %s %s, %v; want status 0", e.Name, e.Data, err)
+	}
+	ev := expect(t, events, KindRequest)
+	if ev.Nickname != "mallory" || ev.Peer != a.addr.String() || !ev.FirstTime || ev.PeerFingerprint != a.addr.Fingerprint() {
+		t.Fatalf("request event %+v", ev)
+	}
+	req.Stamp = mint(t, Resource(b.addr, a.addr, "t2"), testBits)
+	e, err = raw(t, a, b, NameRequest, req)
+	wantCode("second request with the same talk id", wire.CodeInvalidData, e, err)
+	// Not open yet: lines are refused.
+	e, err = raw(t, a, b, NameMsg, Msg{Talk: "t2", Text: "let me in"})
+	wantCode("talk_msg before the talk is accepted", wire.CodeInvalidData, e, err)
+
+	// The user's side: bad lines, unknown talks.
+	if _, err := b.call(t, AcceptRequest{Talk: 99}); !errors.Is(err, ErrNoTalk) {
+		t.Errorf("accept of no request: %v", err)
+	}
+	if _, err := b.call(t, SendRequest{Talk: ev.Talk, Text: "hi"}); !errors.Is(err, ErrNoTalk) {
+		t.Errorf("line on a talk not open: %v", err)
+	}
+	if _, err := b.call(t, NickRequest{Nickname: " padded"}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("bad nickname: %v", err)
+	}
+	if _, err := b.call(t, StartRequest{Peer: b.addr}); !errors.Is(err, ErrBadInput) {
+		t.Errorf("talk to self: %v", err)
+	}
+}
+
+func TestTalkBetweenServices(t *testing.T) {
+	a, b := newTestNode(t, time.Minute), newTestNode(t, time.Second)
+	connect(t, a, b)
+	aEvents, _ := a.console(t)
+	bEvents, detachB := b.console(t)
+
+	// Accepted: lines flow both ways, both address books learn the peer.
+	v, err := a.call(t, StartRequest{Peer: b.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aTalk := v.(TalkInfo).Talk
+	expect(t, aEvents, KindRinging)
+	req := expect(t, bEvents, KindRequest)
+	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bEvents, KindOpen)
+	if ev := expect(t, aEvents, KindOpen); ev.Talk != aTalk || !ev.Outgoing || ev.Nickname != b.svc.cfg.Nickname {
+		t.Fatalf("open event at the caller: %+v", ev)
+	}
+	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "hello ☺"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, aEvents, KindMsg); !ev.Mine {
+		t.Fatalf("caller's own line: %+v", ev)
+	}
+	if ev := expect(t, bEvents, KindMsg); ev.Text != "hello ☺" || ev.Mine || ev.Nickname != a.svc.cfg.Nickname {
+		t.Fatalf("line at the callee: %+v", ev)
+	}
+	if _, err := b.call(t, SendRequest{Talk: req.Talk, Text: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, aEvents, KindMsg); ev.Text != "hi" {
+		t.Fatalf("line at the caller: %+v", ev)
+	}
+	for _, n := range []*testNode{a, b} {
+		other := a.addr
+		if n == a {
+			other = b.addr
+		}
+		if _, err := n.db.Contacts().ByAddress(other.String()); err != nil {
+			t.Errorf("address book after an accepted talk: %v", err)
+		}
+	}
+	v, err = a.call(t, StatusRequest{})
+	if err != nil || v.(Status).Letters[b.addr.String()] != "T" {
+		t.Fatalf("status while talking: %v, %v", v, err)
+	}
+
+	// Lines received while no console is attached wait for the next.
+	detachB()
+	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "are you there?"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, aEvents, KindMsg)
+	if _, err := a.call(t, NickRequest{Nickname: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, aEvents, KindNick)
+	// The nickname change comes after the line on the same session: once
+	// the status shows it, both wait in the backlog.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := b.call(t, ListRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := v.([]TalkInfo); len(l) == 1 && l[0].Nickname == "alice" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nickname change not received")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	bEvents, _ = b.console(t)
+	if ev := expect(t, bEvents, KindMsg); ev.Text != "are you there?" {
+		t.Fatalf("backlog: %+v", ev)
+	}
+	if ev := expect(t, bEvents, KindNick); ev.Nickname != "alice" || ev.OldNickname != a.svc.cfg.Nickname {
+		t.Fatalf("backlog: %+v", ev)
+	}
+
+	// Closed by the caller.
+	if _, err := a.call(t, CloseRequest{Talk: aTalk}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, bEvents, KindClosed); !ev.ByPeer {
+		t.Fatalf("close at the callee: %+v", ev)
+	}
+
+	// Declined.
+	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	req = expect(t, bEvents, KindRequest)
+	if req.FirstTime || req.Contact == "" {
+		t.Fatalf("second request from a known peer: %+v", req)
+	}
+	if _, err := b.call(t, DeclineRequest{Talk: req.Talk}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusDeclined {
+		t.Fatalf("decline at the caller: %+v", ev)
+	}
+
+	// Unanswered: b's request times out on both sides.
+	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	req = expect(t, bEvents, KindRequest)
+	if ev := expect(t, bEvents, KindRequestClosed); ev.Talk != req.Talk || ev.Status != StatusTimedOut {
+		t.Fatalf("timeout at the callee: %+v", ev)
+	}
+	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusTimedOut {
+		t.Fatalf("timeout at the caller: %+v", ev)
+	}
+	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); !errors.Is(err, ErrNoTalk) {
+		t.Fatalf("accept after the timeout: %v", err)
+	}
+}
