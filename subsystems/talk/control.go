@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/phpchat/phpchat-node/node/dht"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernel"
 	"github.com/phpchat/phpchat-node/node/router"
@@ -125,6 +126,9 @@ func ControlHandlers(r *router.Router, book *store.Contacts) map[string]control.
 					return nil, fmt.Errorf("contact %d: %w", ct.ID, err)
 				}
 			}
+			if err := reach(ctx, c.Endpoint, addr); err != nil {
+				return nil, err
+			}
 			return call(ctx, c, StartRequest{Peer: addr})
 		},
 		"talk.list": func(ctx context.Context, c *control.Conn, _ json.RawMessage) (any, error) {
@@ -153,6 +157,40 @@ func ControlHandlers(r *router.Router, book *store.Contacts) map[string]control.
 			return call(ctx, c, NickRequest{Nickname: a.Nickname})
 		},
 	}
+}
+
+// reach makes sure the node has a session with addr: if it has none, it
+// looks the node up in the DHT and dials the addresses found.
+func reach(ctx context.Context, ep *router.Endpoint, addr identity.Address) error {
+	if _, err := ep.Call(ctx, kernel.Endpoint, kernel.SessionRequest{Address: addr}); err == nil {
+		return nil
+	} else if !errors.Is(err, kernel.ErrNoSession) {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	v, err := ep.Call(lctx, dht.Endpoint, dht.LookupRequest{Target: addr.ID()})
+	if err != nil {
+		return fmt.Errorf("not connected to %s, and the DHT lookup failed: %w", addr, err)
+	}
+	res, _ := v.(dht.LookupResult)
+	var errs []error
+	for _, n := range res.Nodes {
+		if n.Address != addr {
+			continue
+		}
+		for _, hp := range n.Addrs {
+			if _, err := ep.Call(ctx, kernel.Endpoint, kernel.ConnectRequest{Target: addr.String() + "@" + hp}); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			return nil
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cannot reach %s: %w", addr, errors.Join(errs...))
+	}
+	return fmt.Errorf("not connected to %s, and the DHT does not know where it is: connect to ADDRESS@HOST:PORT", addr)
 }
 
 // attach streams the talk events to the console at c until it goes away.

@@ -84,7 +84,6 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	frames chan frame
-	up     *router.Subscription
 	down   *router.Subscription
 
 	// The rest is owned by Run's goroutine.
@@ -97,7 +96,6 @@ type Service struct {
 	consoles int            // attached
 	next     int            // last local talk number
 	talks    map[int]*talk  // by local number
-	policies map[identity.Address]wire.HashcashPolicy
 	backlog  []Event
 	dropped  int // events dropped from the backlog
 }
@@ -136,7 +134,7 @@ type outFrame struct {
 }
 
 // New returns a service. It subscribes to the kernel's peer events at
-// once, so that no session begun before Run is missed.
+// once, so that no session's end is missed.
 func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -148,14 +146,12 @@ func New(cfg Config) *Service {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		frames:   make(chan frame, frameQueue),
-		up:       cfg.Router.Subscribe(kernel.TopicPeerUp, 256),
 		down:     cfg.Router.Subscribe(kernel.TopicPeerDown, 256),
 		results:  make(chan func(), 64),
 		out:      make(chan outFrame, outQueue),
 		detached: make(chan struct{}, 16),
 		nickname: cfg.Nickname,
 		talks:    make(map[int]*talk),
-		policies: make(map[identity.Address]wire.HashcashPolicy),
 	}
 }
 
@@ -184,7 +180,6 @@ func (s *Service) FrameHandlers() map[string]kernel.FrameHandler {
 
 // Run serves until ctx ends.
 func (s *Service) Run(ctx context.Context, ready func()) error {
-	defer s.up.Unsubscribe()
 	defer s.down.Unsubscribe()
 	ep, err := s.cfg.Router.Register(Endpoint, 64)
 	if err != nil {
@@ -223,10 +218,6 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			s.handleFrame(f)
 		case fn := <-s.results:
 			fn()
-		case ev := <-s.up.C():
-			if pe, ok := ev.(kernel.PeerEvent); ok {
-				s.policies[pe.Address] = pe.Info.ID.Hashcash
-			}
 		case ev := <-s.down.C():
 			if pe, ok := ev.(kernel.PeerEvent); ok {
 				s.peerDown(pe.Address)
@@ -328,7 +319,6 @@ func (s *Service) expire(now time.Time) {
 }
 
 func (s *Service) peerDown(addr identity.Address) {
-	delete(s.policies, addr)
 	for _, t := range s.sorted() {
 		if t.peer != addr {
 			continue
@@ -527,24 +517,35 @@ func newTalkID() string {
 // and sends the request on a goroutine of its own, and reports on Run's.
 func (s *Service) call(ctx context.Context, t *talk) {
 	n, peerAddr, id, nick := t.n, t.peer, t.id, s.nickname
-	bits := DefaultBits
-	if b, ok := s.policies[peerAddr][Purpose]; ok {
-		bits = b
-	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
-		resp, err := s.request(cctx, peerAddr, id, nick, bits)
+		resp, err := s.request(cctx, peerAddr, id, nick)
 		s.finish(ctx, func() { s.called(n, resp, err) })
 	}()
 }
 
-func (s *Service) request(ctx context.Context, to identity.Address, id, nick string, bits int) (Response, error) {
+// request pays for and sends a talk request, and returns the callee's
+// immediate answer.
+func (s *Service) request(ctx context.Context, to identity.Address, id, nick string) (Response, error) {
 	var resp Response
+	// The stamp carries the bits of the callee's policy, from its id.
+	v, err := s.ep.Call(ctx, kernel.Endpoint, kernel.SessionRequest{Address: to})
+	if err != nil {
+		return resp, err
+	}
+	info, ok := v.(peer.Info)
+	if !ok {
+		return resp, fmt.Errorf("kernel answered %T", v)
+	}
+	bits, ok := info.ID.Hashcash[Purpose]
+	if !ok {
+		bits = DefaultBits
+	}
 	dl, _ := ctx.Deadline()
-	v, err := s.ep.Call(ctx, miner.Endpoint, miner.MintRequest{
+	v, err = s.ep.Call(ctx, miner.Endpoint, miner.MintRequest{
 		Resource: Resource(to, s.cfg.Self, id), Bits: bits, Priority: miner.Interactive, Deadline: dl,
 	})
 	if err != nil {
