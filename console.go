@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -77,11 +79,29 @@ func runConsole(c *cli.Context) error {
 		io.Reader
 		io.Writer
 	}{in, c.App.Writer}, "phpchat:> ")
-	if w, h, err := term.GetSize(int(in.Fd())); err == nil {
-		t.SetSize(w, h)
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	resize := func() {
+		if w, h, err := term.GetSize(int(in.Fd())); err == nil {
+			t.SetSize(w, h)
+		}
 	}
+	resize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	defer signal.Stop(winch)
+	go func() { // follows the terminal's size until the console ends
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-winch:
+				resize()
+			}
+		}
+	}()
 	con := &console{t: t, cc: cc, talks: make(map[int]talk.TalkInfo)}
-	return con.run(c.Context)
+	return con.run(ctx)
 }
 
 // console is the state of one attached console.

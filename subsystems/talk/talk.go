@@ -48,10 +48,12 @@ const (
 	DefaultTimeout = 60 * time.Second // an incoming request waits this long for the user
 	DefaultBits    = 15               // hashcash bits of a talk request, as the original
 	MaxRinging     = 32               // incoming requests waiting for the user
-	MaxTalks       = 256              // talks and requests in all
-	BacklogSize    = 512              // events kept while no console is attached
-	frameQueue     = 256              // peer frames waiting for the service
-	outQueue       = 256              // frames waiting to be sent to peers
+	// MaxRingingPerPeer bounds the requests of one peer waiting for the user.
+	MaxRingingPerPeer = 4
+	MaxTalks          = 256 // talks and requests in all
+	BacklogSize       = 512 // events kept while no console is attached
+	frameQueue        = 256 // peer frames waiting for the service
+	outQueue          = 256 // frames waiting to be sent to peers
 	// callerGrace is how much longer than its own timeout a caller waits
 	// for the callee's answer before it withdraws the request.
 	callerGrace = 10 * time.Second
@@ -220,7 +222,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			fn()
 		case ev := <-s.down.C():
 			if pe, ok := ev.(kernel.PeerEvent); ok {
-				s.peerDown(pe.Address)
+				s.sessionEnded(ctx, pe.Address)
 			}
 		case <-s.detached:
 			s.consoles--
@@ -318,6 +320,24 @@ func (s *Service) expire(now time.Time) {
 	}
 }
 
+// sessionEnded ends the talks with addr, unless the node still has a
+// session with it: the one that ended may have been a duplicate the
+// kernel closed in favour of another.
+func (s *Service) sessionEnded(ctx context.Context, addr identity.Address) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := s.ep.Call(cctx, kernel.Endpoint, kernel.SessionRequest{Address: addr})
+		if err == nil {
+			return
+		}
+		s.finish(ctx, func() { s.peerDown(addr) })
+	}()
+}
+
+// peerDown ends the talks and requests with addr.
 func (s *Service) peerDown(addr identity.Address) {
 	for _, t := range s.sorted() {
 		if t.peer != addr {
@@ -444,13 +464,16 @@ func (s *Service) incoming(f frame, req Request) {
 		f.s.SendError(ctx, f.e, wire.CodeInvalidData, fmt.Sprintf("talk %q exists", req.Talk))
 		return
 	}
-	waiting := 0
+	waiting, fromPeer := 0, 0
 	for _, t := range s.talks {
 		if t.state == ringing {
 			waiting++
+			if t.peer == from {
+				fromPeer++
+			}
 		}
 	}
-	if waiting >= MaxRinging || len(s.talks) >= MaxTalks {
+	if waiting >= MaxRinging || fromPeer >= MaxRingingPerPeer || len(s.talks) >= MaxTalks {
 		f.s.SendError(ctx, f.e, wire.CodeBusy, "too many talk requests")
 		return
 	}
