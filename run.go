@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/dht"
 	"github.com/phpchat/phpchat-node/node/identity"
@@ -125,7 +126,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	defer self.Close()
 	dhtSvc := &dht.Service{
 		Router: r, Logger: logger.With("subsystem", "dht"), Table: dht.NewTable(id.Address),
-		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps()}, Bits: s.NodeFindBits,
+		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: s.NodeFindBits,
 		Bootstrap: s.Bootstrap, Mint: poolMinter(self, miner.Background),
 	}
 	talkSvc := talk.New(talk.Config{

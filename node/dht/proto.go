@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
 )
@@ -17,6 +18,12 @@ const (
 
 // Purpose is the hashcash purpose of node_find in a node's policy.
 const Purpose = "node_find"
+
+// StampExpiry is how long a node_find stamp is valid after its date.
+// Stamps are minted for each request, so a short validity keeps the
+// spent-stamp store, which must hold every stamp until it expires, small
+// under a flood of cheap requests.
+const StampExpiry = 10 * time.Minute
 
 // FindNode is the data of node_find: a request for the nodes the receiver
 // knows closest to Target, paid with a hashcash stamp.

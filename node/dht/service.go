@@ -29,11 +29,18 @@ const Endpoint = "dht"
 // Requests the service serves on the router.
 type (
 	// LookupRequest looks up the K nodes closest to Target; the reply is
-	// a LookupResult.
-	LookupRequest struct{ Target identity.ID }
+	// a LookupResult. A zero Deadline means DefaultDeadline.
+	LookupRequest struct {
+		Target   identity.ID
+		Deadline time.Time
+	}
 	// JobRequest runs one of the periodic jobs now (the cron's jobs):
-	// "refresh", "ping", "bootstrap" or "save". The reply is nil.
-	JobRequest struct{ Job string }
+	// "refresh", "ping", "bootstrap" (when the table is empty) or "save".
+	// The reply is nil. A zero Deadline means DefaultDeadline.
+	JobRequest struct {
+		Job      string
+		Deadline time.Time
+	}
 	// StatsRequest asks for the table's figures; the reply is a Stats.
 	StatsRequest struct{}
 )
@@ -69,13 +76,23 @@ type Service struct {
 	// RequestTimeout bounds one node_find (default 10 s).
 	RequestTimeout time.Duration
 
-	ep *router.Endpoint
+	ep       *router.Endpoint
+	subOnce  sync.Once
+	up, down *router.Subscription
 
 	mu       sync.Mutex
 	limits   map[*peer.Session]*bucketLimit
 	checking map[identity.Address]bool
 	haveSeen bool // a peer has connected at least once
 }
+
+// DefaultDeadline bounds a lookup or job whose request names no deadline.
+const DefaultDeadline = 2 * time.Minute
+
+// MaxPeerBits is the most work this node does for one node_find to a peer
+// that asks for more than its own Bits: a peer must not be able to take
+// the miners away from everything else.
+const MaxPeerBits = 20
 
 const (
 	tableKey      = "dht/table"
@@ -88,9 +105,19 @@ const (
 	maxLiveChecks = 8 // concurrent liveness checks of full buckets
 )
 
-// Handlers returns the kernel frame handlers of the DHT.
+// Handlers returns the kernel frame handlers of the DHT. Call it before
+// the kernel starts: it also subscribes the service to the kernel's peer
+// events, so that Run misses none of the sessions the kernel opens first.
 func (s *Service) Handlers() map[string]kernel.FrameHandler {
+	s.subscribe()
 	return map[string]kernel.FrameHandler{NameFindNode: s.handleFind}
+}
+
+func (s *Service) subscribe() {
+	s.subOnce.Do(func() {
+		s.up = s.Router.Subscribe(kernel.TopicPeerUp, 256)
+		s.down = s.Router.Subscribe(kernel.TopicPeerDown, 256)
+	})
 }
 
 // Run serves the DHT until ctx ends: it loads the saved table, adds the
@@ -107,10 +134,8 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.limits = make(map[*peer.Session]*bucketLimit)
 	s.checking = make(map[identity.Address]bool)
 	s.mu.Unlock()
-	up := s.Router.Subscribe(kernel.TopicPeerUp, 256)
-	defer up.Unsubscribe()
-	down := s.Router.Subscribe(kernel.TopicPeerDown, 256)
-	defer down.Unsubscribe()
+	s.subscribe()
+	up, down := s.up, s.down
 	s.load()
 	defer func() {
 		if err := s.save(); err != nil {
@@ -141,7 +166,13 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			return false
 		}
 	}
-	queue(func() { s.bootstrap(ctx, false) })
+	queue(func() {
+		ctx, cancel := withDeadline(ctx, time.Time{})
+		defer cancel()
+		if err := s.bootstrap(ctx); err != nil {
+			s.Logger.Warn("dht: bootstrap", "err", err)
+		}
+	})
 	ready()
 	for {
 		select {
@@ -161,6 +192,8 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 				m.Reply(s.stats(), nil)
 			case LookupRequest:
 				if !queue(func() {
+					ctx, cancel := withDeadline(ctx, req.Deadline)
+					defer cancel()
 					nodes, st, err := s.Lookup(ctx, req.Target)
 					m.Reply(LookupResult{Nodes: nodes, Stats: st}, err)
 				}) {
@@ -172,7 +205,11 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 					m.Reply(nil, err)
 					continue
 				}
-				if !queue(func() { m.Reply(nil, job(ctx)) }) {
+				if !queue(func() {
+					ctx, cancel := withDeadline(ctx, req.Deadline)
+					defer cancel()
+					m.Reply(nil, job(ctx))
+				}) {
 					m.Reply(nil, fmt.Errorf("dht: busy: %w", router.ErrInboxFull))
 				}
 			default:
@@ -182,6 +219,13 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	}
 }
 
+func withDeadline(ctx context.Context, d time.Time) (context.Context, context.CancelFunc) {
+	if d.IsZero() {
+		d = time.Now().Add(DefaultDeadline)
+	}
+	return context.WithDeadline(ctx, d)
+}
+
 func (s *Service) job(name string) (func(context.Context) error, error) {
 	switch name {
 	case "refresh":
@@ -189,7 +233,7 @@ func (s *Service) job(name string) (func(context.Context) error, error) {
 	case "ping":
 		return s.ping, nil
 	case "bootstrap":
-		return func(ctx context.Context) error { return s.bootstrap(ctx, true) }, nil
+		return func(ctx context.Context) error { return s.bootstrap(ctx) }, nil
 	case "save":
 		return func(context.Context) error { return s.save() }, nil
 	}
@@ -307,8 +351,10 @@ func (s *Service) timeout() time.Duration {
 // over the kernel's sessions, paying each request with a stamp of the
 // bits n asks for.
 func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]Node, error) {
+	// The addresses dialled may come from another node's reply: a failure
+	// says nothing about the node, and must not evict it from the table
+	// (checkLive, with the table's own addresses, decides that).
 	if err := s.connect(ctx, n); err != nil {
-		s.Table.Failed(n.Address)
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
@@ -319,6 +365,9 @@ func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]N
 	}
 	info, _ := v.(peer.Info)
 	bits := info.ID.Hashcash[Purpose]
+	if bits > max(s.Bits, MaxPeerBits) {
+		return nil, fmt.Errorf("node_find to %s: it asks %d bits of work, more than this node pays (%d)", n.Address, bits, max(s.Bits, MaxPeerBits))
+	}
 	stamp, err := s.Mint(ctx, StampResource(n.Address), bits)
 	if err != nil {
 		return nil, fmt.Errorf("node_find to %s: %w", n.Address, err)
@@ -398,10 +447,19 @@ func (s *Service) allow(sess *peer.Session) bool {
 	defer s.mu.Unlock()
 	b := s.limits[sess]
 	if b == nil {
-		b = &bucketLimit{tokens: floodBurst, last: time.Now()}
 		if s.limits == nil {
 			s.limits = make(map[*peer.Session]*bucketLimit)
 		}
+		// Forget sessions that ended, should their peer.down event have
+		// been dropped.
+		for old := range s.limits {
+			select {
+			case <-old.Done():
+				delete(s.limits, old)
+			default:
+			}
+		}
+		b = &bucketLimit{tokens: floodBurst, last: time.Now()}
 		s.limits[sess] = b
 	}
 	return b.take(time.Now())
@@ -423,16 +481,14 @@ func (b *bucketLimit) take(now time.Time) bool {
 	return true
 }
 
-// bootstrap joins the network when the table is empty (or always, when
-// forced): it dials the seed nodes, looks up its own id and refreshes.
-func (s *Service) bootstrap(ctx context.Context, force bool) error {
-	if s.Table.Len() > 0 && !force {
+// bootstrap joins the network when the table is empty: it dials the seed
+// nodes, looks up its own id and refreshes.
+func (s *Service) bootstrap(ctx context.Context) error {
+	if s.Table.Len() > 0 {
 		return nil
 	}
 	for _, seed := range s.Bootstrap {
-		cctx, cancel := context.WithTimeout(ctx, s.timeout())
-		v, err := s.ep.Call(cctx, kernel.Endpoint, kernel.ConnectRequest{Target: seed})
-		cancel()
+		v, err := s.connectSeed(ctx, seed)
 		if err != nil {
 			s.Logger.Warn("dht: bootstrap node unreachable", "node", seed, "err", err)
 			continue
@@ -457,6 +513,24 @@ func (s *Service) bootstrap(ctx context.Context, force bool) error {
 		return fmt.Errorf("dht: self lookup: %w", err)
 	}
 	return s.refresh(ctx)
+}
+
+// connectSeed dials a seed node. At start the kernel may not have
+// registered on the router yet: it is waited for, a little.
+func (s *Service) connectSeed(ctx context.Context, seed string) (any, error) {
+	for try := 0; ; try++ {
+		cctx, cancel := context.WithTimeout(ctx, s.timeout())
+		v, err := s.ep.Call(cctx, kernel.Endpoint, kernel.ConnectRequest{Target: seed})
+		cancel()
+		if !errors.Is(err, router.ErrNoEndpoint) || try == 50 {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // refresh looks up a random id in each bucket not refreshed for an hour.

@@ -43,7 +43,7 @@ func startLive(t *testing.T, id *identity.Identity, dir string, bootstrap ...str
 	logger := slog.New(slog.DiscardHandler)
 	svc := &Service{
 		Router: r, Logger: logger, Table: NewTable(id.Address), Meta: db.Meta(),
-		Checker: &stamps.Checker{Spent: db.Stamps()}, Bits: testBits, Bootstrap: bootstrap,
+		Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: StampExpiry}}, Bits: testBits, Bootstrap: bootstrap,
 		RequestTimeout: 5 * time.Second,
 		Mint: func(ctx context.Context, resource string, bits int) (string, error) {
 			st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(1))

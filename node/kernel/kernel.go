@@ -145,6 +145,7 @@ type conn struct {
 	s       *peer.Session
 	inbound bool
 	used    atomic.Int64 // unix nanoseconds of the last request through it
+	evicted bool         // closed to make room; still registered until it ends
 }
 
 func (c *conn) touch() { c.used.Store(time.Now().UnixNano()) }
@@ -395,6 +396,8 @@ func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, err
 		if s := k.Session(*expect); s != nil {
 			return s, nil
 		}
+	} else if s := k.sessionTo(hostport); s != nil {
+		return s, nil
 	}
 	k.mu.Lock()
 	runCtx := k.runCtx
@@ -466,8 +469,11 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, k
 	st := s.Stats()
 	k.closedIn.Add(st.BytesIn)
 	k.closedOut.Add(st.BytesOut)
-	k.unregister(s)
-	k.cfg.Router.Publish(TopicPeerDown, ev)
+	// A session replaced by a newer one with the same peer ends without
+	// announcing the peer gone: it is not.
+	if k.unregister(s) {
+		k.cfg.Router.Publish(TopicPeerDown, ev)
+	}
 	k.log.Info("peer disconnected", "peer", s.Peer().String(), "err", err)
 }
 
@@ -501,12 +507,16 @@ func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Sessi
 	return old.s, s
 }
 
-func (k *Kernel) unregister(s *peer.Session) {
+// unregister removes s and reports whether it was the peer's registered
+// session.
+func (k *Kernel) unregister(s *peer.Session) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
 		delete(k.sessions, s.Peer())
+		return true
 	}
+	return false
 }
 
 func lesser(a, b identity.Address) bool {
@@ -523,9 +533,22 @@ func lesser(a, b identity.Address) bool {
 func (k *Kernel) Session(addr identity.Address) *peer.Session {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if c, ok := k.sessions[addr]; ok {
+	if c, ok := k.sessions[addr]; ok && !c.evicted {
 		c.touch()
 		return c.s
+	}
+	return nil
+}
+
+// sessionTo returns an outbound session dialled to hostport, or nil.
+func (k *Kernel) sessionTo(hostport string) *peer.Session {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.sessions {
+		if !c.inbound && !c.evicted && c.s.Info().RemoteAddr != nil && c.s.Info().RemoteAddr.String() == hostport {
+			c.touch()
+			return c.s
+		}
 	}
 	return nil
 }
@@ -542,7 +565,7 @@ func (k *Kernel) evictIdleOutbound() bool {
 	}
 	var victim *conn
 	for _, c := range k.sessions {
-		if c.inbound || kept[c.s.Peer().String()] {
+		if c.inbound || c.evicted || kept[c.s.Peer().String()] {
 			continue
 		}
 		if victim == nil || c.used.Load() < victim.used.Load() {
@@ -552,7 +575,7 @@ func (k *Kernel) evictIdleOutbound() bool {
 	if victim == nil {
 		return false
 	}
-	delete(k.sessions, victim.s.Peer())
+	victim.evicted = true // it unregisters itself when it has ended
 	victim.s.Close("making room for another peer")
 	return true
 }

@@ -308,3 +308,35 @@ func TestOutboundLimitEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatalf("connect beyond the limit with only a --connect peer: %v, want ErrTooManyPeers", err)
 	}
 }
+
+// A peer that comes back (same key, new connection) replaces its old
+// session without being announced gone.
+func TestReplacedSessionIsNotAnnouncedDown(t *testing.T) {
+	b := newKernel(t, nil)
+	a1 := newKernel(t, nil)
+	if _, err := a1.Connect(context.Background(), b.target()); err != nil {
+		t.Fatal(err)
+	}
+	b.waitUp(t, a1.Address())
+	old := b.Session(a1.Address())
+	a2 := newKernel(t, func(c *Config) { c.Identity = a1.cfg.Identity }) // a1, restarted
+	if _, err := a2.Connect(context.Background(), b.target()); err != nil {
+		t.Fatal(err)
+	}
+	b.waitUp(t, a1.Address())
+	select {
+	case <-old.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced session was not closed")
+	}
+	// The old session's end must not publish peer.down: wait a moment for
+	// an event that must not come.
+	select {
+	case ev := <-b.down.C():
+		t.Fatalf("peer.down published for %v while its new session is up", ev.(PeerEvent).Address)
+	case <-time.After(time.Second):
+	}
+	if b.Session(a1.Address()) == nil {
+		t.Fatal("b lost the peer")
+	}
+}

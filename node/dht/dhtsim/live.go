@@ -79,7 +79,7 @@ func startLiveNode(dir string, bits int, bootstrap []string) (*LiveNode, error) 
 	logger := slog.New(slog.DiscardHandler)
 	svc := &dht.Service{
 		Router: r, Logger: logger, Table: dht.NewTable(id.Address), Meta: db.Meta(),
-		Checker: &stamps.Checker{Spent: db.Stamps()}, Bits: bits, Bootstrap: bootstrap,
+		Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: bits, Bootstrap: bootstrap,
 		RequestTimeout: 5 * time.Second,
 		Mint: func(ctx context.Context, resource string, bits int) (string, error) {
 			st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(1))
