@@ -146,6 +146,7 @@ type conn struct {
 	inbound bool
 	used    atomic.Int64 // unix nanoseconds of the last request through it
 	evicted bool         // closed to make room; still registered until it ends
+	kept    bool         // with a --connect peer: never evicted
 }
 
 func (c *conn) touch() { c.used.Store(time.Now().UnixNano()) }
@@ -385,6 +386,12 @@ var ErrTooManyPeers = errors.New("too many outbound sessions (max-outbound)")
 // the session with that peer: the new one, or the one the node already
 // had with it.
 func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, error) {
+	return k.connect(ctx, target, false)
+}
+
+// connect is Connect; keep marks the session as one with a --connect peer,
+// which is never evicted to make room.
+func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.Session, error) {
 	hostport, expect, err := transport.ParseTarget(target)
 	if err != nil {
 		return nil, err
@@ -394,9 +401,11 @@ func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, err
 			return nil, fmt.Errorf("connect %s: that is this node's own address", target)
 		}
 		if s := k.Session(*expect); s != nil {
+			k.markKept(s, keep)
 			return s, nil
 		}
 	} else if s := k.sessionTo(hostport); s != nil {
+		k.markKept(s, keep)
 		return s, nil
 	}
 	k.mu.Lock()
@@ -430,7 +439,7 @@ func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, err
 	go func() {
 		defer k.wg.Done()
 		defer release()
-		k.serveKept(runCtx, s, false, kept)
+		k.serveKept(runCtx, s, false, kept, keep)
 	}()
 	select {
 	case s := <-kept:
@@ -444,14 +453,15 @@ func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, err
 }
 
 func (k *Kernel) serve(ctx context.Context, s *peer.Session, inbound bool) {
-	k.serveKept(ctx, s, inbound, nil)
+	k.serveKept(ctx, s, inbound, nil, false)
 }
 
 // serveKept registers s (resolving a duplicate), runs it until it ends
 // and unregisters it. kept, if not nil, receives the session the node
 // keeps with this peer (s or the older one), or nil.
-func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, kept chan<- *peer.Session) {
+func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, kept chan<- *peer.Session, target bool) {
 	keep, drop := k.register(s, inbound)
+	k.markKept(keep, target)
 	if kept != nil {
 		kept <- keep
 	}
@@ -540,6 +550,18 @@ func (k *Kernel) Session(addr identity.Address) *peer.Session {
 	return nil
 }
 
+// markKept marks s as a session with a --connect peer, if keep.
+func (k *Kernel) markKept(s *peer.Session, keep bool) {
+	if !keep || s == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
+		c.kept = true
+	}
+}
+
 // sessionTo returns an outbound session dialled to hostport, or nil.
 func (k *Kernel) sessionTo(hostport string) *peer.Session {
 	k.mu.Lock()
@@ -557,15 +579,9 @@ func (k *Kernel) sessionTo(hostport string) *peer.Session {
 // is not with a --connect peer, making room for a new one. It reports
 // whether it closed one. k.mu must be held.
 func (k *Kernel) evictIdleOutbound() bool {
-	kept := make(map[string]bool)
-	for _, t := range k.targets {
-		if t.Connected {
-			kept[t.Address] = true
-		}
-	}
 	var victim *conn
 	for _, c := range k.sessions {
-		if c.inbound || c.evicted || kept[c.s.Peer().String()] {
+		if c.inbound || c.evicted || c.kept {
 			continue
 		}
 		if victim == nil || c.used.Load() < victim.used.Load() {
@@ -599,7 +615,7 @@ func (k *Kernel) keep(ctx context.Context, target string) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		s, err := k.Connect(ctx, target)
+		s, err := k.connect(ctx, target, true)
 		k.setTarget(target, s, err)
 		if err != nil {
 			k.log.Warn("kernel: cannot reach peer", "target", target, "err", err, "retry_in", backoff)
