@@ -108,9 +108,9 @@ func (c *ptyConsole) send(line string) {
 }
 
 func TestConsolesTalk(t *testing.T) {
-	// Both nodes let a request wait 3 s, so the timeout case is short.
-	a := startNode(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0", "--nickname", "alice", "--talk-timeout", "3s")
-	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--nickname", "bob", "--talk-timeout", "3s")
+	// Both nodes let a request wait 4 s, so the timeout case is short.
+	a := startNode(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0", "--nickname", "alice", "--talk-timeout", "4s")
+	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--nickname", "bob", "--talk-timeout", "4s")
 	aInfo, bInfo := a.info(), b.info()
 	bTarget := bInfo["address"].(string) + "@" + listenAddr(t, b)
 	ca := startConsole(t, a, "alice")
