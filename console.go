@@ -263,7 +263,15 @@ func (con *console) show(ev talk.Event) {
 		con.mu.Unlock()
 		con.printf("Attached to %s as %q.", ev.State.Address, ev.State.Nickname)
 		for _, t := range ev.State.Talks {
-			con.printf("Talk %d with %q: %s.", t.Talk, t.Nickname, t.State)
+			switch t.State {
+			case "ringing":
+				con.printf("User %q wants to talk to you.", t.Nickname)
+				con.printf("Type \"/request accept %d\" to get in touch.", t.Talk)
+			case "open":
+				con.printf("Talk %d with %q is open: /switch %d to talk.", t.Talk, t.Nickname, t.Talk)
+			default:
+				con.printf("Talk request %d to %s waits for an answer.", t.Talk, t.Peer)
+			}
 		}
 	case talk.KindCalling:
 		con.mu.Lock()
