@@ -40,7 +40,7 @@ func cronjobCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(c.Context, control.CallTimeout)
+			ctx, cancel := context.WithTimeout(c.Context, control.CronRunTimeout)
 			defer cancel()
 			cl, err := control.Dial(ctx, l.ControlSocket())
 			if err != nil {

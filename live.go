@@ -83,7 +83,7 @@ func liveInfo(c *cli.Context) error {
 		var b strings.Builder
 		width := 80
 		if tty {
-			if cols, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && cols > 10 {
+			if cols, _, err := term.GetSize(int(os.Stdout.Fd())); err == nil && cols > 40 {
 				width = cols
 			}
 		}

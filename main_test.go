@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +41,28 @@ type testNode struct {
 	t       *testing.T
 	dataDir string
 	cmd     *exec.Cmd
-	stderr  bytes.Buffer
+	stderr  syncBuffer
 	notify  *net.UnixConn
 	exited  chan error
+}
+
+// syncBuffer is a bytes.Buffer that the test may read while os/exec's
+// copying goroutine writes the node's log into it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // command returns an exec.Cmd of the binary on the node's data dir.

@@ -117,6 +117,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Router:   r,
 		Logger:   logger.With("subsystem", "control"),
 		Handlers: handlers,
+		Timeouts: map[string]time.Duration{"cron.run": control.CronRunTimeout},
 	}
 	// The endpoint of run's own calls: minting for the DHT, cron jobs.
 	self, err := r.Register("run", 1)
@@ -141,8 +142,9 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Listen: s.Listen, Connect: s.Connect,
 		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
-		Hashcash: wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},
-		Handlers: frameHandlers,
+		Capabilities: []string{"dht", "talk"},
+		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},
+		Handlers:     frameHandlers,
 	})
 	if err != nil {
 		return err
@@ -150,7 +152,8 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
-	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout}
+	// Leave a fifth of the shutdown time for closing the store.
+	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout * 4 / 5}
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
 	err = sup.Run(ctx, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},

@@ -103,34 +103,8 @@ var Table = []Setting{
 			return nil
 		},
 	},
-	{
-		Key: "connect", List: true,
-		Usage: "peers to dial at start and keep connected: host:port or address@host:port",
-		apply: func(s *Settings, v string) error {
-			s.Connect = nil
-			for _, t := range SplitList(v) {
-				if err := CheckPeerTarget(t); err != nil {
-					return err
-				}
-				s.Connect = append(s.Connect, t)
-			}
-			return nil
-		},
-	},
-	{
-		Key: "bootstrap", List: true,
-		Usage: "seed nodes to join the DHT through: host:port or address@host:port",
-		apply: func(s *Settings, v string) error {
-			s.Bootstrap = nil
-			for _, t := range SplitList(v) {
-				if err := CheckPeerTarget(t); err != nil {
-					return err
-				}
-				s.Bootstrap = append(s.Bootstrap, t)
-			}
-			return nil
-		},
-	},
+	peersSetting("connect", "peers to dial at start and keep connected: host:port or address@host:port", func(s *Settings, t []string) { s.Connect = t }),
+	peersSetting("bootstrap", "seed nodes to join the DHT through: host:port or address@host:port", func(s *Settings, t []string) { s.Bootstrap = t }),
 	intSetting("node-find-bits", "12", "hashcash bits this node asks of each node_find (DHT lookup) request", 0, 32, func(s *Settings, n int) { s.NodeFindBits = n }),
 	intSetting("max-inbound", "64", "most sessions peers may open to this node", 0, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
 	intSetting("max-outbound", "32", "most sessions this node opens to peers", 0, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
@@ -169,6 +143,21 @@ var Table = []Setting{
 	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
 	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
 	intSetting("talk-bits", "15", "hashcash bits a peer's talk request must carry", 0, 32, func(s *Settings, n int) { s.TalkBits = n }),
+}
+
+// peersSetting is a list setting of peers to dial.
+func peersSetting(key, usage string, set func(*Settings, []string)) Setting {
+	return Setting{Key: key, Usage: usage, List: true, apply: func(s *Settings, v string) error {
+		var targets []string
+		for _, t := range SplitList(v) {
+			if err := CheckPeerTarget(t); err != nil {
+				return err
+			}
+			targets = append(targets, t)
+		}
+		set(s, targets)
+		return nil
+	}}
 }
 
 func intSetting(key, def, usage string, lo, hi int, set func(*Settings, int)) Setting {

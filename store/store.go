@@ -86,10 +86,6 @@ func (d *DB) Meta() *Meta { return &Meta{db: d.db} }
 // Contacts returns the address book.
 func (d *DB) Contacts() *Contacts { return &Contacts{db: d.db} }
 
-// Badger returns the underlying database, for repositories of other
-// packages' records that live in their own key prefix.
-func (d *DB) Badger() *badger.DB { return d.db }
-
 // badgerLogger sends badger's logs to slog, its chatty info level as debug.
 type badgerLogger struct{ l *slog.Logger }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -42,7 +43,9 @@ var ErrShutdownTimeout = errors.New("subsystems did not stop in time")
 // Run starts every subsystem and returns when ctx ends and all have
 // stopped (nil), or when a required subsystem fails (its error, after the
 // others have stopped). onReady, if not nil, is called once every subsystem
-// has reported ready.
+// has reported ready. Only required subsystems count for readiness: an
+// optional one that fails to start is restarted in the background and must
+// not keep the node from being reported ready.
 func (s *Supervisor) Run(ctx context.Context, subs []Subsystem, onReady func()) error {
 	minB, maxB := s.MinBackoff, s.MaxBackoff
 	if minB <= 0 {
@@ -51,16 +54,32 @@ func (s *Supervisor) Run(ctx context.Context, subs []Subsystem, onReady func()) 
 	if maxB < minB {
 		maxB = 30 * time.Second
 	}
-	var pending sync.WaitGroup
-	pending.Add(len(subs))
+	// allReady closes when the last required subsystem reports ready.
+	allReady := make(chan struct{})
+	var remaining atomic.Int32
+	for _, sub := range subs {
+		if sub.Required {
+			remaining.Add(1)
+		}
+	}
+	if remaining.Load() == 0 {
+		close(allReady)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, sub := range subs {
 		var once sync.Once
-		ready := func() { once.Do(pending.Done) }
+		ready := func() {}
+		if sub.Required {
+			ready = func() {
+				once.Do(func() {
+					if remaining.Add(-1) == 0 {
+						close(allReady)
+					}
+				})
+			}
+		}
 		g.Go(func() error { return s.keep(gctx, sub, ready, minB, maxB) })
 	}
-	allReady := make(chan struct{})
-	go func() { pending.Wait(); close(allReady) }()
 	go func() {
 		select {
 		case <-allReady:

@@ -45,6 +45,28 @@ func TestReadyThenCleanStop(t *testing.T) {
 	}
 }
 
+func TestOptionalSubsystemDoesNotHoldReadiness(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- newSup().Run(ctx, []Subsystem{
+			{Name: "kernel", Required: true, Run: serve},
+			{Name: "imap", Run: func(ctx context.Context, _ func()) error { return errors.New("port in use") }},
+		}, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("Run returned %v", err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOptionalSubsystemIsRestarted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // ErrNotRunning is returned by Dial when no node serves the socket.
 var ErrNotRunning = errors.New("no node is running")
+
+// CronRunTimeout is how long a "cron.run" request may take: a whole cycle
+// of the scheduler's jobs.
+const CronRunTimeout = 5 * time.Minute
 
 // Client is a connection to a running node's control socket.
 type Client struct {
@@ -27,8 +32,11 @@ type Client struct {
 func Dial(ctx context.Context, path string) (*Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 		return nil, fmt.Errorf("%w (control socket %s: %v)", ErrNotRunning, path, err)
+	}
+	if err != nil { // such as permission denied: a node may well run
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return &Client{nc: nc, br: bufio.NewReaderSize(nc, 64<<10)}, nil
 }

@@ -82,6 +82,9 @@ type Server struct {
 	Router   *router.Router
 	Logger   *slog.Logger
 	Handlers map[string]Handler
+	// Timeouts gives functions that may take longer than CallTimeout
+	// (such as a whole cron cycle) their own deadline.
+	Timeouts map[string]time.Duration
 
 	conns atomic.Uint64
 }
@@ -121,14 +124,24 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { <-ctx.Done(); l.Close() }()
+	backoff := 5 * time.Millisecond
 	for {
 		nc, err := l.AcceptUnix()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("accept on control socket: %w", err)
+			// Out of file descriptors and the like: wait, then go on.
+			s.Logger.Warn("control: accept", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
+		backoff = 5 * time.Millisecond
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -241,13 +254,17 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.handle(c, h, f)
+			timeout := CallTimeout
+			if d, ok := s.Timeouts[f.Name]; ok {
+				timeout = d
+			}
+			s.handle(c, h, f, timeout)
 		}()
 	}
 }
 
-func (s *Server) handle(c *Conn, h Handler, f Frame) {
-	ctx, cancel := context.WithTimeout(c.ctx, CallTimeout)
+func (s *Server) handle(c *Conn, h Handler, f Frame, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	v, err := h(ctx, c, f.Data)
 	if err != nil {

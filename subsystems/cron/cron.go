@@ -94,7 +94,8 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 	s.status = make(map[string]*Status, len(s.Jobs))
 	next := make([]time.Time, len(s.Jobs))
 	for i, j := range s.Jobs {
-		// The first runs are spread over one period.
+		// The first runs are spread over the job's jitter (at least 5%)
+		// of its period, so that jobs and nodes do not all start at once.
 		next[i] = now().Add(time.Duration(rand.Float64() * float64(j.Every) * max(j.Jitter, 0.05)))
 		s.status[j.Name] = &Status{Job: j.Name, Every: j.Every, NextRun: next[i]}
 	}
@@ -134,13 +135,15 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 				i = k
 			}
 		}
+		var fire <-chan time.Time // nil, never ready, when there are no jobs
 		if i >= 0 {
 			timer.Reset(max(next[i].Sub(now()), 0))
+			fire = timer.C
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.C:
+		case <-fire:
 			j := s.Jobs[i]
 			// Plan from the plan, not from now: no drift.
 			next[i] = next[i].Add(jittered(j.Every, j.Jitter))

@@ -105,6 +105,14 @@ func TestBadJobRefused(t *testing.T) {
 	}
 }
 
+func TestNoJobs(t *testing.T) {
+	c := start(t)
+	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
+	if err != nil || len(v.([]Result)) != 0 {
+		t.Fatalf("cycle without jobs: %v, %v", v, err)
+	}
+}
+
 func TestJitterBounds(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		d := jittered(time.Second, 0.1)
