@@ -267,12 +267,15 @@ func (j *job) work(first, step uint64, stop *atomic.Bool, hashes *atomic.Uint64)
 			if stop.Load() {
 				return "", false
 			}
-			for _, d1 := range []byte(counterDigits) {
+			for k1, d1 := range []byte(counterDigits) {
 				p.setHi(uint32(d0)<<24 | uint32(d1)<<16 | 0x80)
 				for i := p.scan(0, j.mask); i >= 0; i = p.scan(i+1, j.mask) {
 					// A candidate: its first 32 bits are as required.
 					blk[tailLen-3], blk[tailLen-2], blk[tailLen-1] = d0, d1, counterDigits[i]
 					if c, ok := j.check(&blk); ok {
+						if hashes != nil { // the part of the batch done
+							hashes.Add(uint64(k1*len(counterDigits) + i + 1))
+						}
 						return c, true
 					}
 				}
