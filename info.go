@@ -96,6 +96,16 @@ func printInfo(w io.Writer, in node.Info) {
 		if in.TrafficIn != nil && in.TrafficOut != nil {
 			row("Traffic", fmt.Sprintf("in %s, out %s", byteSize(float64(*in.TrafficIn)), byteSize(float64(*in.TrafficOut))))
 		}
+		if in.DHTNodes != nil && in.Buckets != nil {
+			v := fmt.Sprintf("%d nodes in %d buckets", *in.DHTNodes, *in.Buckets)
+			if in.DHTNote != "" {
+				v += " (" + in.DHTNote + ")"
+			}
+			row("DHT", v)
+		}
+		if m := in.Miner; m != nil {
+			row("Miner", fmt.Sprintf("%d workers, %s hashes/s, %d queued, %d minted", m.Workers, siNumber(m.HashRate), m.Queued, m.Minted))
+		}
 		for _, t := range in.Targets {
 			state := "connecting"
 			switch {
