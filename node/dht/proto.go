@@ -131,3 +131,36 @@ func records(nodes []Node) []Record {
 // at to: binding the stamp to the receiver keeps it from being spent at
 // any other node.
 func StampResource(to identity.Address) string { return "node_find/" + to.String() }
+
+// scope orders the reach of an IP address: loopback < private (RFC 1918,
+// unique local, link-local) < public.
+func scope(a netip.Addr) int {
+	switch {
+	case a.IsLoopback():
+		return 0
+	case a.IsPrivate() || a.IsLinkLocalUnicast():
+		return 1
+	}
+	return 2
+}
+
+// Reachable drops from the records the network addresses of a narrower
+// scope than from, the address the reply came from, and then the records
+// left without one: a peer on the internet must not make this node dial
+// into its own host or private network.
+func Reachable(nodes []Node, from netip.Addr) []Node {
+	out := nodes[:0]
+	for _, n := range nodes {
+		var addrs []string
+		for _, a := range n.Addrs {
+			if ap, err := netip.ParseAddrPort(a); err == nil && scope(ap.Addr().Unmap()) >= scope(from.Unmap()) {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 0 {
+			n.Addrs = addrs
+			out = append(out, n)
+		}
+	}
+	return out
+}

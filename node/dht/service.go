@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -387,7 +388,13 @@ func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]N
 	if err := found.Validate(n.Address); err != nil {
 		return nil, fmt.Errorf("node_found from %s: %w", n.Address, err)
 	}
-	return found.nodes(s.Table.Self()), nil
+	nodes := found.nodes(s.Table.Self())
+	if ta, ok := info.RemoteAddr.(*net.TCPAddr); ok {
+		if from, ok := netip.AddrFromSlice(ta.IP); ok {
+			nodes = Reachable(nodes, from)
+		}
+	}
+	return nodes, nil
 }
 
 // Lookup finds the K nodes closest to target, starting from the table.

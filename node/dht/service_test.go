@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,29 @@ func TestForgedRecordNeverEntersTable(t *testing.T) {
 	}
 	if _, ok := a.svc.Table.Get(b.id.Address); ok {
 		t.Fatal("the node behind the forged record entered the table without a handshake of its own")
+	}
+}
+
+func TestReachableKeepsScope(t *testing.T) {
+	mk := func(addrs ...string) Node { return Node{Address: newAddr(t), Addrs: addrs} }
+	nodes := func() []Node {
+		return []Node{
+			mk("127.0.0.1:25000"),
+			mk("10.1.2.3:25000", "203.0.113.9:25000"),
+			mk("192.168.1.5:25000"),
+			mk("[fe80::1]:25000"),
+			mk("198.51.100.7:25000"),
+		}
+	}
+	public := Reachable(nodes(), netip.MustParseAddr("203.0.113.1"))
+	if len(public) != 2 || public[0].Addrs[0] != "203.0.113.9:25000" || len(public[0].Addrs) != 1 {
+		t.Fatalf("from a public peer: %+v, want only the public addresses", public)
+	}
+	private := Reachable(nodes(), netip.MustParseAddr("192.168.1.1"))
+	if len(private) != 4 {
+		t.Fatalf("from a private peer: %d nodes, want all but loopback", len(private))
+	}
+	if got := Reachable(nodes(), netip.MustParseAddr("127.0.0.1")); len(got) != 5 {
+		t.Fatalf("from loopback: %d nodes, want all", len(got))
 	}
 }
