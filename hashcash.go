@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -102,13 +100,9 @@ func mintStamp(ctx context.Context, resource string, bits, workers int, hashes *
 
 // minerInfo adds the miner pool's figures to Info.
 func minerInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	v, err := ep.Call(ctx, miner.Endpoint, miner.StatsRequest{})
+	st, err := router.CallAs[miner.Stats](ctx, ep, miner.Endpoint, miner.StatsRequest{})
 	if err != nil {
 		return err
-	}
-	st, ok := v.(miner.Stats)
-	if !ok {
-		return errors.New("miner answered " + strconv.Quote(fmt.Sprintf("%T", v)))
 	}
 	in.Miner = &node.MinerInfo{Workers: st.Workers, HashRate: st.HashRate, Queued: st.Queued, Minted: st.Minted}
 	return nil

@@ -176,13 +176,9 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 
 // cronInfo adds the scheduler's jobs to Info.
 func cronInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	v, err := ep.Call(ctx, cron.Endpoint, cron.StatusRequest{})
+	sts, err := router.CallAs[[]cron.Status](ctx, ep, cron.Endpoint, cron.StatusRequest{})
 	if err != nil {
 		return err
-	}
-	sts, ok := v.([]cron.Status)
-	if !ok {
-		return fmt.Errorf("cron answered %T", v)
 	}
 	for _, st := range sts {
 		in.Cron = append(in.Cron, node.JobInfo{Job: st.Job, LastRun: st.LastRun, LastTook: st.LastTook.Seconds(), LastErr: st.LastErr, Runs: st.Runs})
@@ -221,15 +217,8 @@ func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
 func poolMinter(ep *router.Endpoint, pr miner.Priority) func(context.Context, string, int) (string, error) {
 	return func(ctx context.Context, resource string, bits int) (string, error) {
 		deadline, _ := ctx.Deadline()
-		v, err := ep.Call(ctx, miner.Endpoint, miner.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
-		if err != nil {
-			return "", err
-		}
-		res, ok := v.(miner.MintResult)
-		if !ok {
-			return "", fmt.Errorf("miner answered %T", v)
-		}
-		return res.Stamp, nil
+		res, err := router.CallAs[miner.MintResult](ctx, ep, miner.Endpoint, miner.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
+		return res.Stamp, err
 	}
 }
 

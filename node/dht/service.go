@@ -360,11 +360,10 @@ func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]N
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	v, err := s.ep.Call(ctx, kernel.Endpoint, kernel.SessionRequest{Address: n.Address})
+	info, err := router.CallAs[peer.Info](ctx, s.ep, kernel.Endpoint, kernel.SessionRequest{Address: n.Address})
 	if err != nil {
 		return nil, err
 	}
-	info, _ := v.(peer.Info)
 	bits := info.ID.Hashcash[Purpose]
 	if bits > max(s.Bits, MaxPeerBits) {
 		return nil, fmt.Errorf("node_find to %s: it asks %d bits of work, more than this node pays (%d)", n.Address, bits, max(s.Bits, MaxPeerBits))
@@ -373,14 +372,13 @@ func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]N
 	if err != nil {
 		return nil, fmt.Errorf("node_find to %s: %w", n.Address, err)
 	}
-	v, err = s.ep.Call(ctx, kernel.Endpoint, kernel.CallRequest{
+	env, err := router.CallAs[wire.Envelope](ctx, s.ep, kernel.Endpoint, kernel.CallRequest{
 		To: n.Address, Name: NameFindNode,
 		Data: FindNode{Target: hex.EncodeToString(target[:]), Stamp: stamp},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node_find to %s: %w", n.Address, err)
 	}
-	env, _ := v.(wire.Envelope)
 	var found FoundNode
 	if err := env.Decode(&found); err != nil {
 		return nil, fmt.Errorf("node_found from %s: %w", n.Address, err)
@@ -619,13 +617,9 @@ func (s *Service) load() {
 
 // Contribute adds the table's figures to a node's Info.
 func Contribute(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	v, err := ep.Call(ctx, Endpoint, StatsRequest{})
+	st, err := router.CallAs[Stats](ctx, ep, Endpoint, StatsRequest{})
 	if err != nil {
 		return err
-	}
-	st, ok := v.(Stats)
-	if !ok {
-		return fmt.Errorf("dht answered %T", v)
 	}
 	in.DHTNodes, in.Buckets, in.DHTNote = &st.Nodes, &st.Buckets, st.Note
 	return nil

@@ -707,13 +707,9 @@ func (k *Kernel) Peers() Peers {
 // Contribute adds the kernel's figures to a node's Info: a
 // node.Contributor.
 func Contribute(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	v, err := ep.Call(ctx, Endpoint, PeersRequest{})
+	p, err := router.CallAs[Peers](ctx, ep, Endpoint, PeersRequest{})
 	if err != nil {
 		return err
-	}
-	p, ok := v.(Peers)
-	if !ok {
-		return fmt.Errorf("kernel answered %T", v)
 	}
 	n := p.Inbound + p.Outbound
 	if p.Listen != "" {

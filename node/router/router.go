@@ -304,3 +304,18 @@ func (e *Endpoint) Serve(ctx context.Context, handle func(ctx context.Context, m
 // ErrDeferred, returned by a Serve handler, means the handler will reply
 // later itself.
 var ErrDeferred = errors.New("reply deferred")
+
+// CallAs is Call for a reply of a known type: a reply of another type is
+// an error, not a panic.
+func CallAs[T any](ctx context.Context, e *Endpoint, to string, body any) (T, error) {
+	var zero T
+	v, err := e.Call(ctx, to, body)
+	if err != nil {
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return zero, fmt.Errorf("%s answered %T to %T, want %T", to, v, body, zero)
+	}
+	return t, nil
+}

@@ -296,3 +296,16 @@ func BenchmarkPublish(b *testing.B) {
 	s.Unsubscribe()
 	<-done
 }
+
+func TestCallAs(t *testing.T) {
+	r := New()
+	serveEcho(t, r, "kernel")
+	c, _ := r.Register("console", 1)
+	n, err := CallAs[int](context.Background(), c, "kernel", echoReq{1})
+	if err != nil || n != 2 {
+		t.Fatalf("CallAs[int] = %v, %v", n, err)
+	}
+	if _, err := CallAs[string](context.Background(), c, "kernel", echoReq{1}); err == nil {
+		t.Fatal("a reply of the wrong type was accepted")
+	}
+}
