@@ -95,19 +95,7 @@ func (c *Client) Call(ctx context.Context, name string, data, out any, onEvent f
 }
 
 func (c *Client) write(name string, rid uint64, data any) error {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	b, err := json.Marshal(Frame{Name: name, RID: rid, Data: raw})
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.nc.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("send %s: %w", name, err)
-	}
-	return nil
+	return writeFrame(c.nc, name, rid, data)
 }
 
 func (c *Client) read() (Frame, error) {

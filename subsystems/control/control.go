@@ -166,6 +166,13 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // Send writes a frame to the client; it is safe for concurrent use, and is
 // how handlers push events (such as "You got mail.") to a client.
 func (c *Conn) Send(name string, rid uint64, data any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return writeFrame(c.nc, name, rid, data)
+}
+
+// writeFrame encodes one frame and writes it to nc, within 10 s.
+func writeFrame(nc net.Conn, name string, rid uint64, data any) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encode %s frame: %w", name, err)
@@ -174,10 +181,8 @@ func (c *Conn) Send(name string, rid uint64, data any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s frame: %w", name, err)
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.nc.Write(append(b, '\n')); err != nil {
+	nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("write %s frame: %w", name, err)
 	}
 	return nil
