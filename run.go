@@ -201,6 +201,7 @@ func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
 		{Name: "bootstrap", Every: time.Minute, Jitter: 0.2, Run: dhtJob("bootstrap")},
 		{Name: "ping", Every: 5 * time.Minute, Jitter: 0.2, Run: dhtJob("ping")},
 		{Name: "refresh", Every: 15 * time.Minute, Jitter: 0.2, Run: dhtJob("refresh")},
+		{Name: "expire", Every: 10 * time.Minute, Jitter: 0.2, Run: dhtJob("expire")},
 		{Name: "save", Every: 10 * time.Minute, Jitter: 0.1, Run: func(ctx context.Context) error {
 			if err := dhtJob("save")(ctx); err != nil {
 				return err

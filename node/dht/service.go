@@ -98,6 +98,7 @@ const MaxPeerBits = 20
 const (
 	tableKey      = "dht/table"
 	refreshAge    = time.Hour        // a bucket unrefreshed this long is looked up
+	replaceAge    = time.Hour        // a replacement unseen this long is forgotten
 	pingAge       = 15 * time.Minute // a node quiet this long is checked
 	maxPings      = 32               // liveness checks per ping job
 	maxRefreshes  = 16               // lookups per refresh job
@@ -237,6 +238,8 @@ func (s *Service) job(name string) (func(context.Context) error, error) {
 		return func(ctx context.Context) error { return s.bootstrap(ctx) }, nil
 	case "save":
 		return func(context.Context) error { return s.save() }, nil
+	case "expire":
+		return func(context.Context) error { s.expire(); return nil }, nil
 	}
 	return nil, fmt.Errorf("dht: no job %q", name)
 }
@@ -517,7 +520,9 @@ func (s *Service) bootstrap(ctx context.Context) error {
 	if _, _, err := s.Lookup(ctx, s.Table.Self()); err != nil {
 		return fmt.Errorf("dht: self lookup: %w", err)
 	}
-	return s.refresh(ctx)
+	// A joining node refreshes every bucket up to its closest neighbours',
+	// however recently: a new table knows the network only near its own id.
+	return s.refreshOlder(ctx, 0)
 }
 
 // connectSeed dials a seed node. At start the kernel may not have
@@ -539,8 +544,12 @@ func (s *Service) connectSeed(ctx context.Context, seed string) (any, error) {
 }
 
 // refresh looks up a random id in each bucket not refreshed for an hour.
-func (s *Service) refresh(ctx context.Context) error {
-	ids := s.Table.Stale(refreshAge, func(b int) identity.ID {
+func (s *Service) refresh(ctx context.Context) error { return s.refreshOlder(ctx, refreshAge) }
+
+// refreshOlder looks up a random id in each bucket not refreshed within
+// age, at most maxRefreshes of them.
+func (s *Service) refreshOlder(ctx context.Context, age time.Duration) error {
+	ids := s.Table.Stale(age, func(b int) identity.ID {
 		var r [32]byte
 		rand.Read(r[:])
 		return RandomIDInBucket(s.Table.Self(), b, r[:])
@@ -554,6 +563,24 @@ func (s *Service) refresh(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// expire forgets what has grown too old to trust: replacement nodes not
+// seen for an hour, and the flood limits of sessions that have ended. (Nodes
+// in the table are not expired by age: the ping job checks them, and only a
+// failed check removes one.)
+func (s *Service) expire() {
+	n := s.Table.ExpireReplacements(replaceAge)
+	s.mu.Lock()
+	for sess := range s.limits {
+		select {
+		case <-sess.Done():
+			delete(s.limits, sess)
+		default:
+		}
+	}
+	s.mu.Unlock()
+	s.Logger.Debug("dht: expired", "replacements", n)
 }
 
 // ping checks the nodes that have been quiet for a while.

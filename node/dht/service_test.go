@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,12 @@ func (n *liveNode) target() string { return fmt.Sprintf("%s@%s", n.id.Address, n
 // them and closes the store.
 func startLive(t *testing.T, id *identity.Identity, dir string, bootstrap ...string) (n *liveNode, stop func()) {
 	t.Helper()
+	return startLiveTable(t, id, dir, NewTable(id.Address), bootstrap...)
+}
+
+// startLiveTable is startLive with the routing table given.
+func startLiveTable(t *testing.T, id *identity.Identity, dir string, tb *Table, bootstrap ...string) (n *liveNode, stop func()) {
+	t.Helper()
 	db, err := store.Open(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +50,7 @@ func startLive(t *testing.T, id *identity.Identity, dir string, bootstrap ...str
 	r := router.New()
 	logger := slog.New(slog.DiscardHandler)
 	svc := &Service{
-		Router: r, Logger: logger, Table: NewTable(id.Address), Meta: db.Meta(),
+		Router: r, Logger: logger, Table: tb, Meta: db.Meta(),
 		Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: StampExpiry}}, Bits: testBits, Bootstrap: bootstrap,
 		RequestTimeout: 5 * time.Second,
 		Mint: func(ctx context.Context, resource string, bits int) (string, error) {
@@ -128,6 +135,39 @@ func TestNetworkOfKernelsFindsEachOther(t *testing.T) {
 	v, _ := nodes[1].ep.Call(context.Background(), Endpoint, StatsRequest{})
 	if st := v.(Stats); st.Nodes == 0 || st.Buckets == 0 || st.Note != "" {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A joining node looks up a random id in every bucket up to its closest
+// neighbours', not only in those unrefreshed for an hour: its fresh table
+// knows the network only near its own id.
+func TestBootstrapRefreshesEveryBucket(t *testing.T) {
+	seed, _ := startLive(t, newID(t), t.TempDir())
+	for i := 0; i < 5; i++ {
+		n, _ := startLive(t, newID(t), t.TempDir(), seed.target())
+		if err := n.job(t, "bootstrap"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := newID(t)
+	var clock atomic.Int64 // the table's time, so that "fresh" means "before the join"
+	clock.Store(time.Now().UnixNano())
+	tb := NewTable(id.Address)
+	tb.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	n, _ := startLiveTable(t, id, t.TempDir(), tb, seed.target())
+	clock.Add(int64(time.Minute))
+	if err := n.job(t, "bootstrap"); err != nil {
+		t.Fatal(err)
+	}
+	stale := tb.Stale(30*time.Second, func(b int) identity.ID { return identity.ID{byte(b)} })
+	if len(stale) != 0 {
+		t.Fatalf("after joining, %d buckets were not refreshed", len(stale))
+	}
+	if tb.Len() == 0 {
+		t.Fatal("empty table after bootstrap")
+	}
+	if err := n.job(t, "expire"); err != nil {
+		t.Fatalf("expire job: %v", err)
 	}
 }
 

@@ -239,7 +239,7 @@ func (t *Table) Nodes() []Node {
 
 // Stale returns, for each bucket that holds nodes or lies below the
 // deepest such bucket and has not been refreshed within maxAge, a random id
-// in that bucket's range to look up.
+// in that bucket's range to look up. A maxAge of 0 takes every such bucket.
 func (t *Table) Stale(maxAge time.Duration, random func(bucket int) identity.ID) []identity.ID {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -252,11 +252,28 @@ func (t *Table) Stale(maxAge time.Duration, random func(bucket int) identity.ID)
 	var ids []identity.ID
 	cutoff := t.now().Add(-maxAge)
 	for i := 0; i <= deepest; i++ {
-		if t.buckets[i].refreshed.Before(cutoff) {
+		if maxAge <= 0 || t.buckets[i].refreshed.Before(cutoff) {
 			ids = append(ids, random(i))
 		}
 	}
 	return ids
+}
+
+// ExpireReplacements drops the replacement nodes not seen within maxAge and
+// returns how many it dropped. Stale replacements would otherwise take the
+// place of a failed node long after they were last heard from.
+func (t *Table) ExpireReplacements(maxAge time.Duration) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cutoff := t.now().Add(-maxAge)
+	n := 0
+	for i := range t.buckets {
+		bk := &t.buckets[i]
+		before := len(bk.replacements)
+		bk.replacements = slices.DeleteFunc(bk.replacements, func(r Node) bool { return r.LastSeen.Before(cutoff) })
+		n += before - len(bk.replacements)
+	}
+	return n
 }
 
 // Refreshed records that a lookup for target has refreshed its bucket.

@@ -135,3 +135,43 @@ func TestStaleBuckets(t *testing.T) {
 		t.Fatalf("after refreshing bucket 1: %d stale, want 2", len(ids))
 	}
 }
+
+func TestStaleZeroAgeTakesEveryBucket(t *testing.T) {
+	self := newAddr(t)
+	tb := NewTable(self)
+	tb.Add(Node{Address: addrInBucket(t, self.ID(), 3)})
+	if ids := tb.Stale(0, func(b int) identity.ID { return identity.ID{} }); len(ids) != 4 {
+		t.Fatalf("Stale(0) on a fresh table: %d buckets, want 4 (0..3)", len(ids))
+	}
+}
+
+func TestExpireReplacements(t *testing.T) {
+	self := newAddr(t)
+	tb := NewTable(self)
+	now := time.Now()
+	tb.now = func() time.Time { return now }
+	for i := 0; i < K; i++ {
+		tb.Add(Node{Address: addrInBucket(t, self.ID(), 0)})
+	}
+	old := addrInBucket(t, self.ID(), 0)
+	tb.Add(Node{Address: old}) // waits as a replacement, seen now
+	now = now.Add(2 * time.Hour)
+	fresh := addrInBucket(t, self.ID(), 0)
+	tb.Add(Node{Address: fresh})
+	if n := tb.ExpireReplacements(time.Hour); n != 1 {
+		t.Fatalf("expired %d replacements, want 1", n)
+	}
+	// A failed node is replaced by the fresh replacement, never the expired one.
+	victim := tb.Nodes()[0].Address
+	tb.Failed(victim)
+	if _, ok := tb.Get(fresh); !ok {
+		t.Fatal("fresh replacement not promoted")
+	}
+	tb.Failed(tb.Nodes()[0].Address)
+	if _, ok := tb.Get(old); ok {
+		t.Fatal("expired replacement was promoted")
+	}
+	if tb.Len() != K-1 {
+		t.Fatalf("table has %d nodes, want %d", tb.Len(), K-1)
+	}
+}

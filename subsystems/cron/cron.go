@@ -3,9 +3,11 @@
 // re-bootstrap, save and compact the store, expire old records) on real
 // timers with jitter, and runs a whole cycle, or chosen jobs, on request.
 //
-// Each job's next run is planned from its previous plan, not from when it
-// finished, so schedules do not drift; jitter spreads nodes (and jobs) so
-// that they do not all act at once. Jobs run one at a time.
+// Each job's runs are planned on a fixed grid (a first run, then one every
+// period), not from when the last one finished, and each run's jitter is
+// drawn anew around its grid point, so schedules never drift; jitter spreads
+// nodes (and jobs) so that they do not all act at once. Jobs run one at a
+// time.
 package cron
 
 import (
@@ -28,7 +30,7 @@ type Job struct {
 	Name  string
 	Every time.Duration
 	// Jitter is the fraction of Every by which a run may come early or late
-	// (0.1: ±10%).
+	// (0.1: ±10%); at most 0.45, so that runs keep their order.
 	Jitter float64
 	Run    func(ctx context.Context) error
 }
@@ -93,10 +95,12 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 	s.mu.Lock()
 	s.status = make(map[string]*Status, len(s.Jobs))
 	next := make([]time.Time, len(s.Jobs))
+	plans := make([]schedule, len(s.Jobs))
 	for i, j := range s.Jobs {
 		// The first runs are spread over the job's jitter (at least 5%)
 		// of its period, so that jobs and nodes do not all start at once.
 		next[i] = now().Add(time.Duration(rand.Float64() * float64(j.Every) * max(j.Jitter, 0.05)))
+		plans[i] = schedule{grid: next[i], every: j.Every, jitter: j.Jitter}
 		s.status[j.Name] = &Status{Job: j.Name, Every: j.Every, NextRun: next[i]}
 	}
 	s.mu.Unlock()
@@ -145,11 +149,7 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 			return nil
 		case <-fire:
 			j := s.Jobs[i]
-			// Plan from the plan, not from now: no drift.
-			next[i] = next[i].Add(jittered(j.Every, j.Jitter))
-			if late := now(); next[i].Before(late) {
-				next[i] = late.Add(jittered(j.Every, j.Jitter)) // asleep or overloaded: skip missed runs
-			}
+			next[i] = plans[i].next(now())
 			s.setNext(j.Name, next[i])
 			select {
 			case queue <- work{jobs: []Job{j}}:
@@ -254,10 +254,36 @@ func (s *Scheduler) now() time.Time {
 }
 
 // jittered returns every moved by up to ±jitter of itself.
-func jittered(every time.Duration, jitter float64) time.Duration {
-	if jitter <= 0 {
-		return every
+// maxJitter keeps a run's jitter within half the gap to its neighbours'
+// grid points, so that runs keep their order.
+const maxJitter = 0.45
+
+// schedule plans one job's runs. Run n is due at the grid point
+// first + n·every, moved by a jitter drawn anew for each run: the runs never
+// wander from the grid, however many there are.
+type schedule struct {
+	grid   time.Time // the grid point of the run last planned
+	every  time.Duration
+	jitter float64
+}
+
+// next plans the run after the one last planned. Grid points already past
+// at now (the machine slept, or the job overran) are skipped, not run in a
+// burst.
+func (p *schedule) next(now time.Time) time.Time {
+	p.grid = p.grid.Add(p.every)
+	if p.grid.Before(now) {
+		missed := now.Sub(p.grid)/p.every + 1
+		p.grid = p.grid.Add(missed * p.every)
 	}
-	f := 1 + jitter*(2*rand.Float64()-1)
-	return time.Duration(float64(every) * f)
+	return p.grid.Add(jitter(p.every, p.jitter))
+}
+
+// jitter returns a random offset within ±f·every (f at most maxJitter).
+func jitter(every time.Duration, f float64) time.Duration {
+	f = min(f, maxJitter)
+	if f <= 0 {
+		return 0
+	}
+	return time.Duration(float64(every) * f * (2*rand.Float64() - 1))
 }

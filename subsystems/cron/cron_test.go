@@ -115,9 +115,39 @@ func TestNoJobs(t *testing.T) {
 
 func TestJitterBounds(t *testing.T) {
 	for i := 0; i < 1000; i++ {
-		d := jittered(time.Second, 0.1)
-		if d < 900*time.Millisecond || d > 1100*time.Millisecond {
-			t.Fatalf("jittered(1s, 0.1) = %v", d)
+		d := jitter(time.Second, 0.1)
+		if d < -100*time.Millisecond || d > 100*time.Millisecond {
+			t.Fatalf("jitter(1s, 0.1) = %v", d)
 		}
+	}
+}
+
+// However many runs, each stays within its jitter of its grid point: the
+// jitter of one run does not move the next.
+func TestScheduleDoesNotDrift(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := schedule{grid: start, every: time.Minute, jitter: 0.2}
+	last := start
+	for n := 1; n <= 100000; n++ {
+		at := p.next(last) // each run on time
+		grid := start.Add(time.Duration(n) * time.Minute)
+		if d := at.Sub(grid); d < -12*time.Second || d > 12*time.Second {
+			t.Fatalf("run %d is %v from its grid point %v", n, d, grid)
+		}
+		if !at.After(last) {
+			t.Fatalf("run %d at %v, not after run %d at %v", n, at, n-1, last)
+		}
+		last = at
+	}
+}
+
+// After the machine sleeps, the missed runs are skipped, and the next one
+// is on the old grid.
+func TestScheduleSkipsMissedRuns(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := schedule{grid: start, every: time.Minute}
+	woke := start.Add(90*time.Minute + 20*time.Second)
+	if got, want := p.next(woke), start.Add(91*time.Minute); !got.Equal(want) {
+		t.Fatalf("after a 90 min sleep the next run is at %v, want %v", got, want)
 	}
 }
