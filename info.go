@@ -106,6 +106,16 @@ func printInfo(w io.Writer, in node.Info) {
 		if m := in.Miner; m != nil {
 			row("Miner", fmt.Sprintf("%d workers, %s hashes/s, %d queued, %d minted", m.Workers, siNumber(m.HashRate), m.Queued, m.Minted))
 		}
+		for _, j := range in.Cron {
+			last := "not run yet"
+			if !j.LastRun.IsZero() {
+				last = fmt.Sprintf("last %s (took %s)", j.LastRun.Local().Format(time.DateTime), time.Duration(j.LastTook*float64(time.Second)).Round(time.Millisecond))
+				if j.LastErr != "" {
+					last += ", failed: " + j.LastErr
+				}
+			}
+			row("Cron", fmt.Sprintf("%-9s %s", j.Job, last))
+		}
 		for _, t := range in.Targets {
 			state := "connecting"
 			switch {
