@@ -42,14 +42,18 @@ func hashcashCommand() *cli.Command {
 				Name: "check", Usage: "exit 0 if STAMP is valid, 1 with the reason if not", ArgsUsage: "STAMP",
 				Flags: []cli.Flag{
 					bits,
-					&cli.StringFlag{Name: "resource", Aliases: []string{"r"}, Usage: "the resource the stamp must be for", Required: true},
+					&cli.StringFlag{Name: "resource", Aliases: []string{"r"}, Usage: "the resource the stamp must be for (any case, as the hashcash tool)"},
 					&cli.DurationFlag{Name: "expiry", Value: hashcash.DefaultExpiry, Usage: "how long a stamp stays valid"},
 				},
 				Action: func(c *cli.Context) error {
-					if c.NArg() != 1 {
+					// Exit status 1 means a refused stamp, so a usage
+					// error is 2, not the flag library's 1.
+					if c.NArg() != 1 || !c.IsSet("resource") {
 						return cli.Exit("usage: phpchat-node hashcash check -b BITS -r RESOURCE STAMP", exitSettings)
 					}
-					p := hashcash.Policy{MinBits: c.Int("bits"), Resource: c.String("resource"), Expiry: c.Duration("expiry")}
+					// The C tool lowercases a resource when minting and
+					// compares without case: so does this check.
+					p := hashcash.Policy{MinBits: c.Int("bits"), Resource: c.String("resource"), FoldCase: true, Expiry: c.Duration("expiry")}
 					st, err := p.Verify(c.Args().First())
 					if err != nil {
 						return cli.Exit(fmt.Sprintf("invalid stamp: %v", err), exitFailure)

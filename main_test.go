@@ -320,6 +320,17 @@ func TestHashcashCommand(t *testing.T) {
 	if out, err := n.command("hashcash", "check", "-b", "12", "-r", "alice", stamp).CombinedOutput(); err != nil {
 		t.Fatalf("check of a good stamp: %v, %s", err, out)
 	}
+	// As the C tool, which lowercases resources: any case matches.
+	if out, err := n.command("hashcash", "check", "-b", "12", "-r", "Alice", stamp).CombinedOutput(); err != nil {
+		t.Fatalf("check with the resource in another case: %v, %s", err, out)
+	}
+	// A usage error is status 2: status 1 means a refused stamp.
+	for _, args := range [][]string{{"-b", "12", stamp}, {"-b", "12", "-r", "alice"}} {
+		err := n.command(append([]string{"hashcash", "check"}, args...)...).Run()
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("check %v: %v, want exit status 2", args, err)
+		}
+	}
 	for _, tc := range []struct {
 		args []string
 		want string

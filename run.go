@@ -217,7 +217,12 @@ func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
 // poolMinter returns a function that mints stamps through the miner pool.
 func poolMinter(ep *router.Endpoint, pr miner.Priority) func(context.Context, string, int) (string, error) {
 	return func(ctx context.Context, resource string, bits int) (string, error) {
-		deadline, _ := ctx.Deadline()
+		// The pool drops a request at its deadline: without one, a mint
+		// would go on after the call below has timed out.
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(router.DefaultTimeout)
+		}
 		res, err := router.CallAs[miner.MintResult](ctx, ep, miner.Endpoint, miner.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
 		return res.Stamp, err
 	}

@@ -22,11 +22,18 @@ import (
 //     directory with HOME pointing there.
 //   - It lowercases the resource when minting, and compares resources
 //     case-insensitively (with wildcards) when checking.
-//   - It writes the date in local time unless given -u.
+//   - It writes the date in UTC whatever TZ says (-u changes nothing
+//     here; checked below with a zone far from UTC).
 
 // cTool returns a function that runs the hashcash tool with args in a
 // scratch directory, or skips the test if the tool is not installed.
 func cTool(t *testing.T) func(args ...string) (string, error) {
+	t.Helper()
+	return cToolIn(t, "UTC")
+}
+
+// cToolIn is cTool with the time zone TZ set to tz.
+func cToolIn(t *testing.T, tz string) func(args ...string) (string, error) {
 	t.Helper()
 	path, err := exec.LookPath("hashcash")
 	if err != nil {
@@ -36,7 +43,7 @@ func cTool(t *testing.T) func(args ...string) (string, error) {
 	return func(args ...string) (string, error) {
 		cmd := exec.Command(path, args...)
 		cmd.Dir = dir
-		cmd.Env = []string{"HOME=" + dir, "TZ=UTC", "PATH=/usr/bin:/bin"}
+		cmd.Env = []string{"HOME=" + dir, "TZ=" + tz, "PATH=/usr/bin:/bin"}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -148,5 +155,42 @@ func TestWeAcceptCToolStamps(t *testing.T) {
 				t.Errorf("Verify with 17 bits required: %v, want ErrBits", err)
 			}
 		})
+	}
+}
+
+// The tool's plain form, `hashcash -m -b BITS RESOURCE`, with no options
+// and a local zone far from UTC, makes a stamp we accept.
+func TestWeAcceptPlainCToolStamps(t *testing.T) {
+	for _, tz := range []string{"Pacific/Kiritimati", "America/Los_Angeles"} {
+		t.Run(tz, func(t *testing.T) {
+			hashcash := cToolIn(t, tz)
+			const resource = "pc1ln5pp5kcap5plpsdulxasyj2jsszvvzvhcq782dk2dy8z99nmdlsc92u6f"
+			out, err := hashcash("-m", "-b", "16", resource)
+			if err != nil {
+				t.Fatalf("hashcash -m: %v\n%s", err, out)
+			}
+			stamp := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "hashcash stamp:"))
+			if _, err := (Policy{MinBits: 16, Resource: resource}).Verify(stamp); err != nil {
+				t.Fatalf("Verify(%q): %v", stamp, err)
+			}
+		})
+	}
+}
+
+// The tool lowercases a resource when minting: a check that folds case,
+// as the tool's own does, accepts its stamp for the resource as typed; the
+// protocol's exact check does not.
+func TestCToolStampForMixedCaseResource(t *testing.T) {
+	hashcash := cTool(t)
+	out, err := hashcash("-m", "-q", "-b", "10", "NodeID")
+	if err != nil {
+		t.Fatalf("hashcash -m: %v\n%s", err, out)
+	}
+	stamp := strings.TrimSpace(out)
+	if _, err := (Policy{MinBits: 10, Resource: "NodeID", FoldCase: true}).Verify(stamp); err != nil {
+		t.Fatalf("Verify with FoldCase(%q): %v", stamp, err)
+	}
+	if _, err := (Policy{MinBits: 10, Resource: "NodeID"}).Verify(stamp); !errors.Is(err, ErrResource) {
+		t.Fatalf("exact Verify(%q): %v, want ErrResource", stamp, err)
 	}
 }

@@ -2,6 +2,7 @@ package hashcash
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -25,8 +26,12 @@ type Policy struct {
 	// MinBits is the least number of bits a stamp must claim.
 	MinBits int
 	// Resource is the resource the stamp must be minted for, compared
-	// exactly (case-sensitive). It is always checked.
+	// exactly (case-sensitive) unless FoldCase is set. It is always checked.
 	Resource string
+	// FoldCase compares resources without regard to case, as the C tool
+	// does (it lowercases the resource when minting). The protocol's
+	// resources are lowercase already and leave this off.
+	FoldCase bool
 	// Expiry is how long a stamp is valid after its date. Zero means
 	// DefaultExpiry; a negative value means stamps never expire.
 	Expiry time.Duration
@@ -86,7 +91,7 @@ func (p Policy) Verify(stamp string) (*Stamp, error) {
 	if s.Bits < p.MinBits {
 		return nil, &Error{Reason: ReasonBits, Detail: fmt.Sprintf("stamp claims %d bits, need %d", s.Bits, p.MinBits)}
 	}
-	if s.Resource != p.Resource {
+	if s.Resource != p.Resource && !(p.FoldCase && strings.EqualFold(s.Resource, p.Resource)) {
 		return nil, &Error{Reason: ReasonResource, Detail: fmt.Sprintf("stamp is for %q, want %q", s.Resource, p.Resource)}
 	}
 	now := p.now()
