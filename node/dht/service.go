@@ -87,6 +87,10 @@ type Service struct {
 	haveSeen bool // a peer has connected at least once
 }
 
+// MaxRefreshes is the most bucket lookups of one refresh (a job's, or a
+// joining node's).
+const MaxRefreshes = 16
+
 // DefaultDeadline bounds a lookup or job whose request names no deadline.
 const DefaultDeadline = 2 * time.Minute
 
@@ -101,7 +105,6 @@ const (
 	replaceAge    = time.Hour        // a replacement unseen this long is forgotten
 	pingAge       = 15 * time.Minute // a node quiet this long is checked
 	maxPings      = 32               // liveness checks per ping job
-	maxRefreshes  = 16               // lookups per refresh job
 	floodRate     = 10.0             // node_find per second a session may send
 	floodBurst    = 40.0
 	maxLiveChecks = 8 // concurrent liveness checks of full buckets
@@ -547,15 +550,15 @@ func (s *Service) connectSeed(ctx context.Context, seed string) (any, error) {
 func (s *Service) refresh(ctx context.Context) error { return s.refreshOlder(ctx, refreshAge) }
 
 // refreshOlder looks up a random id in each bucket not refreshed within
-// age, at most maxRefreshes of them.
+// age, at most MaxRefreshes of them.
 func (s *Service) refreshOlder(ctx context.Context, age time.Duration) error {
 	ids := s.Table.Stale(age, func(b int) identity.ID {
 		var r [32]byte
 		rand.Read(r[:])
 		return RandomIDInBucket(s.Table.Self(), b, r[:])
 	})
-	if len(ids) > maxRefreshes {
-		ids = ids[:maxRefreshes]
+	if len(ids) > MaxRefreshes {
+		ids = ids[:MaxRefreshes]
 	}
 	for _, id := range ids {
 		if _, _, err := s.Lookup(ctx, id); err != nil && !errors.Is(err, ErrNoNodes) {

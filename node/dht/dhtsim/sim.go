@@ -73,7 +73,8 @@ func (f finder) FindNode(ctx context.Context, n dht.Node, target identity.ID) ([
 	to := f.from.net.byAddr[n.Address]
 	f.from.net.mu.RUnlock()
 	if to == nil || !to.online.Load() {
-		f.from.Table.Failed(n.Address)
+		// As in the service, a failed request does not evict: only a
+		// failed liveness check does (Maintain).
 		return nil, ErrOffline
 	}
 	// Both ends learn of each other, as after a real handshake.
@@ -88,8 +89,10 @@ func (nd *Node) Lookup(ctx context.Context, target identity.ID) ([]dht.Node, dht
 	return dht.Lookup(ctx, finder{nd}, nd.Table.Self(), target, seeds)
 }
 
-// Join bootstraps every node in turn: each adds a random node that joined
-// before it and looks up its own id, then refreshes a few farther buckets.
+// Join bootstraps every node in turn, as the DHT service's bootstrap job
+// does: each adds a random node that joined before it, looks up its own id,
+// then a random id in every bucket up to its closest neighbours' (at most
+// dht.MaxRefreshes).
 func (nt *Net) Join(ctx context.Context) error {
 	for i, nd := range nt.Nodes {
 		if i == 0 {
@@ -100,16 +103,16 @@ func (nt *Net) Join(ctx context.Context) error {
 		if _, _, err := nd.Lookup(ctx, nd.Table.Self()); err != nil {
 			return fmt.Errorf("node %d joins: %w", i, err)
 		}
-	}
-	// A refresh round, as the cron's bucket refresh would do.
-	for _, nd := range nt.Nodes {
-		var r [32]byte
-		for b := 0; b < 8; b++ {
+		ids := nd.Table.Stale(0, func(b int) identity.ID {
+			var r [32]byte
 			for j := range r {
 				r[j] = byte(nt.rng.Uint32())
 			}
-			if _, _, err := nd.Lookup(ctx, dht.RandomIDInBucket(nd.Table.Self(), b, r[:])); err != nil {
-				return err
+			return dht.RandomIDInBucket(nd.Table.Self(), b, r[:])
+		})
+		for _, id := range ids[:min(len(ids), dht.MaxRefreshes)] {
+			if _, _, err := nd.Lookup(ctx, id); err != nil {
+				return fmt.Errorf("node %d refreshes: %w", i, err)
 			}
 		}
 	}
