@@ -160,7 +160,9 @@ type Conn struct {
 	ctx context.Context
 }
 
-// Context returns a context that ends when the connection closes.
+// Context returns a context that ends when the client goes away or stops
+// sending (closes the connection or shuts down its writing side), or the
+// server stops.
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Send writes a frame to the client; it is safe for concurrent use, and is
@@ -203,15 +205,22 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 		return
 	}
 	defer ep.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	c := &Conn{Endpoint: ep, Logger: s.Logger.With("conn", id), nc: nc, ctx: ctx}
-	go func() { <-ctx.Done(); nc.SetReadDeadline(time.Now()) }() // unblock the reader
+	cctx, cancel := context.WithCancel(ctx)
+	c := &Conn{Endpoint: ep, Logger: s.Logger.With("conn", id), nc: nc, ctx: cctx}
+	go func() { <-cctx.Done(); nc.SetReadDeadline(time.Now()) }() // unblock the reader
 	c.Logger.Debug("control: client connected")
 	defer c.Logger.Debug("control: client gone")
 
+	// When reading ends, the client has gone or sends no more: end the
+	// connection's context at once, so that handlers serving the client
+	// for as long as it stays (console.attach) stop now, then wait for
+	// the others. Those run on the server's context: a client that shut
+	// down only its writing side still gets its replies.
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
 	sem := make(chan struct{}, MaxInFlight)
 	br := bufio.NewReaderSize(nc, 64<<10)
 	for {
@@ -222,7 +231,7 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			if !errors.Is(err, io.EOF) && cctx.Err() == nil {
 				c.Logger.Debug("control: read", "err", err)
 			}
 			return
@@ -263,13 +272,15 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 			if d, ok := s.Timeouts[f.Name]; ok {
 				timeout = d
 			}
-			s.handle(c, h, f, timeout)
+			s.handle(ctx, c, h, f, timeout)
 		}()
 	}
 }
 
-func (s *Server) handle(c *Conn, h Handler, f Frame, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(c.ctx, timeout)
+// handle answers one request, within timeout or until ctx (the server's)
+// ends.
+func (s *Server) handle(ctx context.Context, c *Conn, h Handler, f Frame, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	v, err := h(ctx, c, f.Data)
 	if err != nil {

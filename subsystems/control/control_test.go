@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,8 +20,8 @@ import (
 )
 
 // startNode serves a control socket with the node handlers and an info
-// service, and returns the socket's path.
-func startNode(t *testing.T) string {
+// service, and returns the socket's path. Handlers in more are served too.
+func startNode(t *testing.T, more ...map[string]Handler) string {
 	t.Helper()
 	r := router.New()
 	path := filepath.Join(t.TempDir(), "control.sock")
@@ -28,6 +29,9 @@ func startNode(t *testing.T) string {
 	srv := &Server{Path: path, Router: r, Logger: logger, Handlers: NodeHandlers()}
 	srv.Handlers["fail"] = func(context.Context, *Conn, json.RawMessage) (any, error) {
 		return nil, errors.New("it broke")
+	}
+	for _, m := range more {
+		maps.Copy(srv.Handlers, m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{}, 2)
@@ -156,5 +160,72 @@ func TestReadLine(t *testing.T) {
 	}
 	if _, err := ReadLine(br, 10); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("partial: %v, want ErrUnexpectedEOF", err)
+	}
+}
+
+// A handler serving a client for as long as it stays (as console.attach
+// does) learns at once that the client went away: it need not wait for a
+// write to the dead socket to fail.
+func TestConnContextEndsWhenClientLeaves(t *testing.T) {
+	started := make(chan struct{})
+	ended := make(chan struct{})
+	path := startNode(t, map[string]Handler{
+		"follow": func(_ context.Context, c *Conn, _ json.RawMessage) (any, error) {
+			close(started)
+			<-c.Context().Done()
+			close(ended)
+			return nil, nil
+		},
+	})
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(nc, `{"name":"follow","rid":1}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	nc.Close()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's connection context did not end when the client left")
+	}
+}
+
+// A client that shuts down its writing side still gets the replies to
+// the requests it sent.
+func TestRepliesAfterHalfClose(t *testing.T) {
+	release := make(chan struct{})
+	path := startNode(t, map[string]Handler{
+		"slow": func(ctx context.Context, _ *Conn, _ json.RawMessage) (any, error) {
+			select {
+			case <-release:
+				return "done", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+	})
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(nc, `{"name":"slow","rid":1}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.(*net.UnixConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no reply after closing the writing side: %v", err)
+	}
+	var f Frame
+	if err := json.Unmarshal([]byte(line), &f); err != nil || f.Name != "slow" || string(f.Data) != `"done"` {
+		t.Fatalf("reply %q, %v; want slow \"done\"", line, err)
 	}
 }

@@ -115,6 +115,8 @@ type Attached struct {
 // Status is the service's part of `info`.
 type Status struct {
 	Nickname string
+	// Consoles is the number of consoles attached.
+	Consoles int
 	// Letters maps a peer's address to its status letter in `info -c`:
 	// "T" talking, "t" a request pending.
 	Letters map[string]string
@@ -215,7 +217,7 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 	case ListRequest:
 		return s.state().Talks, nil
 	case StatusRequest:
-		st := Status{Nickname: s.nickname, Letters: make(map[string]string)}
+		st := Status{Nickname: s.nickname, Consoles: s.consoles, Letters: make(map[string]string)}
 		for _, t := range s.talks {
 			a := t.peer.String()
 			if t.state == open {

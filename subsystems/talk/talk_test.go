@@ -1,11 +1,14 @@
 package talk
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +22,7 @@ import (
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/miner"
 )
 
@@ -418,5 +422,145 @@ func TestTalkBetweenServices(t *testing.T) {
 	}
 	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); !errors.Is(err, ErrNoTalk) {
 		t.Fatalf("accept after the timeout: %v", err)
+	}
+}
+
+// serveControl serves n's control socket with the consoles' functions
+// until the test ends, and returns its path.
+func (n *testNode) serveControl(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	srv := &control.Server{Path: path, Router: n.r, Logger: slog.New(slog.DiscardHandler),
+		Handlers: ControlHandlers(n.r, n.db.Contacts())}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("control socket: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control socket: %v", err)
+		}
+	})
+	return path
+}
+
+// socketConsole is a console attached over a control socket.
+type socketConsole struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+// attachSocket attaches a console over the control socket at path and
+// returns it with the events of the "attached" frame's backlog to come.
+func attachSocket(t *testing.T, path string) *socketConsole {
+	t.Helper()
+	nc, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c := &socketConsole{nc: nc, br: bufio.NewReader(nc)}
+	if _, err := io.WriteString(nc, `{"name":"console.attach","rid":1}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(t, KindAttached)
+	return c
+}
+
+// expect reads events until one of the kind, and returns it.
+func (c *socketConsole) expect(t *testing.T, kind string) Event {
+	t.Helper()
+	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		line, err := control.ReadLine(c.br, control.MaxFrame)
+		if err != nil {
+			t.Fatalf("console: no %s event: %v", kind, err)
+		}
+		var f control.Frame
+		if err := json.Unmarshal(line, &f); err != nil {
+			t.Fatalf("console: frame %q: %v", line, err)
+		}
+		if f.Name != EventFrame {
+			t.Fatalf("console: frame %q, want events", line)
+		}
+		var ev Event
+		if err := json.Unmarshal(f.Data, &ev); err != nil {
+			t.Fatalf("console: event %q: %v", f.Data, err)
+		}
+		if ev.Kind == kind {
+			return ev
+		}
+	}
+}
+
+// waitConsoles waits until n counts want consoles attached.
+func (n *testNode) waitConsoles(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := n.call(t, StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := v.(Status).Consoles
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d consoles attached, want %d", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A console that leaves is detached at once, not when the next event
+// finds its socket closed: that event waits for the next console, and a
+// request meanwhile gets "no user interface".
+func TestConsoleLeavesOverSocket(t *testing.T) {
+	a, b := newTestNode(t, time.Minute), newTestNode(t, time.Minute)
+	connect(t, a, b)
+	aEvents, _ := a.console(t)
+	path := b.serveControl(t)
+
+	cb := attachSocket(t, path)
+	b.waitConsoles(t, 1)
+	v, err := a.call(t, StartRequest{Peer: b.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aTalk := v.(TalkInfo).Talk
+	req := cb.expect(t, KindRequest)
+	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); err != nil {
+		t.Fatal(err)
+	}
+	cb.expect(t, KindOpen)
+	expect(t, aEvents, KindOpen)
+
+	// The console leaves; a line comes meanwhile; the next console
+	// gets it.
+	cb.nc.Close()
+	b.waitConsoles(t, 0)
+	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "still there?"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, aEvents, KindMsg)
+	cb = attachSocket(t, path)
+	if ev := cb.expect(t, KindMsg); ev.Text != "still there?" {
+		t.Fatalf("line kept for the next console: %+v", ev)
+	}
+
+	// It leaves too: a request gets "no user interface".
+	cb.nc.Close()
+	b.waitConsoles(t, 0)
+	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusNoUI {
+		t.Fatalf("request after the console left: %+v, want status %d", ev, StatusNoUI)
 	}
 }
