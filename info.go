@@ -62,6 +62,11 @@ func readInfo(c *cli.Context) (node.Info, error) {
 		}
 		return in, nil
 	}
+	if !errors.Is(err, control.ErrNotRunning) {
+		// A socket we may not use, or a node that does not answer, is
+		// not a stopped node.
+		return node.Info{}, cli.Exit(fmt.Sprintf("info: %v", err), exitFailure)
+	}
 	id, err := identity.Load(l.Key())
 	if errors.Is(err, fs.ErrNotExist) {
 		return node.Info{}, cli.Exit(fmt.Sprintf("no node in %s (`phpchat-node run` creates one)", l.Dir), exitFailure)

@@ -55,7 +55,7 @@ const (
 )
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "phpchat-node",
 		Usage:   "a node of the PHPChat network: decentralized, end-to-end encrypted chat and offline mail",
 		Version: node.Version,
@@ -87,9 +87,25 @@ func newApp() *cli.App {
 				},
 			},
 		},
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return cli.Exit(err.Error(), exitSettings)
-		},
+		OnUsageError: usageError,
+	}
+	setUsageError(app.Commands)
+	return app
+}
+
+// usageError makes a refused flag or argument an exit with status 2.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return cli.Exit(err.Error(), exitSettings)
+}
+
+// setUsageError gives every command the app's usage-error handler: urfave/cli
+// does not pass the app's down to commands.
+func setUsageError(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = usageError
+		}
+		setUsageError(c.Subcommands)
 	}
 }
 

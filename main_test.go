@@ -214,6 +214,7 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		{name: "unknown key", file: "listen: 127.0.0.1:0\nlisten-port: 1\n", wantText: `line 2: unknown key "listen-port"`},
 		{name: "unreadable yaml", file: "listen: [\n", wantText: "settings.yml"},
 		{name: "bad file value", file: "shutdown-timeout: never\n", wantText: "setting shutdown-timeout"},
+		{name: "unknown flag", args: []string{"--listen-port", "1"}, wantText: "flag provided but not defined: -listen-port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &testNode{t: t, dataDir: filepath.Join(t.TempDir(), "node")}

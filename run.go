@@ -84,9 +84,17 @@ func runNode(c *cli.Context) error {
 		return cli.Exit(err.Error(), exitFailure)
 	}
 
+	// systemd is told STOPPING=1 as soon as a signal starts the shutdown,
+	// or else when a required subsystem has failed.
+	stopping := func() {
+		if err := supervisor.Notify("STOPPING=1"); err != nil {
+			logger.Warn("systemd notification failed", "err", err)
+		}
+	}
+	notified := context.AfterFunc(c.Context, stopping)
 	err = serve(c.Context, l, s, id, db, logger)
-	if nerr := supervisor.Notify("STOPPING=1"); nerr != nil {
-		logger.Warn("systemd notification failed", "err", nerr)
+	if notified() {
+		stopping() // the context did not end: serve failed
 	}
 	if cerr := db.Close(); cerr != nil {
 		logger.Error("closing store", "err", cerr)

@@ -166,9 +166,10 @@ func TestMintHashCounter(t *testing.T) {
 }
 
 func TestSpeed(t *testing.T) {
-	rate := Speed(context.Background(), 1, 50*time.Millisecond)
-	if rate < 100_000 {
-		t.Errorf("Speed = %.0f hashes/s, implausibly slow", rate)
+	// Only a dead measurement is an error here: a loaded machine may be
+	// slow by any factor. Figures come from the benchmarks.
+	if rate := Speed(context.Background(), 1, 50*time.Millisecond); !(rate > 0) {
+		t.Errorf("Speed = %v hashes/s, want a positive rate", rate)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
