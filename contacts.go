@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,14 +19,18 @@ import (
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
 
+// contactsUsage is the synopsis of the contacts command.
+const contactsUsage = "usage: phpchat-node contacts [list|add ADDRESS NICKNAME|remove ID] [--json]"
+
 func contactsCommand() *cli.Command {
 	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print JSON"}
 	return &cli.Command{
-		Name:  "contacts",
-		Usage: "list and edit the address book",
-		Flags: []cli.Flag{jsonFlag},
+		Name:      "contacts",
+		Usage:     "list and edit the address book",
+		UsageText: contactsUsage[len("usage: "):],
+		Flags:     []cli.Flag{jsonFlag},
 		// "contacts" alone lists.
-		Action: func(c *cli.Context) error { return listContacts(c) },
+		Action: listContacts,
 		Subcommands: []*cli.Command{
 			{
 				Name: "list", Usage: "list the contacts",
@@ -34,48 +39,50 @@ func contactsCommand() *cli.Command {
 			},
 			{
 				Name: "add", Usage: "add a contact", ArgsUsage: "ADDRESS NICKNAME",
-				Flags: []cli.Flag{jsonFlag},
-				Action: func(c *cli.Context) error {
-					if c.NArg() != 2 {
-						return cli.Exit("usage: phpchat-node contacts add ADDRESS NICKNAME", exitSettings)
-					}
-					var ct store.Contact
-					err := withContacts(c, func(ctx context.Context, b contactBook) (err error) {
-						ct, err = b.add(ctx, control.ContactAdd{Address: c.Args().Get(0), Nickname: c.Args().Get(1)})
-						return err
-					})
-					if err != nil {
-						return cli.Exit(fmt.Sprintf("contacts add: %v", err), exitFailure)
-					}
-					if c.Bool("json") {
-						return json.NewEncoder(c.App.Writer).Encode(ct)
-					}
-					fmt.Fprintf(c.App.Writer, "added %d %s %s\n", ct.ID, ct.Nickname, ct.Address)
-					return nil
-				},
+				Flags:  []cli.Flag{jsonFlag},
+				Action: addContact,
 			},
 			{
 				Name: "remove", Usage: "remove a contact", ArgsUsage: "ID",
-				Action: func(c *cli.Context) error {
-					id, err := strconv.ParseUint(c.Args().First(), 10, 64)
-					if c.NArg() != 1 || err != nil {
-						return cli.Exit("usage: phpchat-node contacts remove ID (a number from contacts list)", exitSettings)
-					}
-					err = withContacts(c, func(ctx context.Context, b contactBook) error { return b.remove(ctx, id) })
-					if err != nil {
-						return cli.Exit(fmt.Sprintf("contacts remove: %v", err), exitFailure)
-					}
-					fmt.Fprintf(c.App.Writer, "removed %d\n", id)
-					return nil
-				},
+				Flags:  []cli.Flag{jsonFlag},
+				Action: removeContact,
 			},
 		},
 	}
 }
 
+// argsAndJSON returns a command's arguments and whether it should print
+// JSON. urfave/cli stops parsing flags at the first argument, so a --json
+// written after the arguments ("contacts add ADDRESS NICK --json") is
+// taken here.
+func argsAndJSON(c *cli.Context) ([]string, bool, error) {
+	asJSON := c.Bool("json")
+	var args []string
+	for _, a := range c.Args().Slice() {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "json" {
+			args = append(args, a)
+			continue
+		}
+		asJSON = true
+		if hasValue {
+			v, err := strconv.ParseBool(value)
+			if err != nil {
+				return nil, false, fmt.Errorf("invalid value %q for flag -json: %w", value, err)
+			}
+			asJSON = v
+		}
+	}
+	return args, asJSON, nil
+}
+
 func listContacts(c *cli.Context) error {
+	args, asJSON, err := argsAndJSON(c)
+	if err != nil || len(args) != 0 {
+		return cli.Exit(contactsUsage, exitSettings)
+	}
 	var list []store.Contact
-	err := withContacts(c, func(ctx context.Context, b contactBook) (err error) {
+	err = withContacts(c, func(ctx context.Context, b contactBook) (err error) {
 		list, err = b.list(ctx)
 		return err
 	})
@@ -85,10 +92,52 @@ func listContacts(c *cli.Context) error {
 	if list == nil {
 		list = []store.Contact{}
 	}
-	if c.Bool("json") {
+	if asJSON {
 		return json.NewEncoder(c.App.Writer).Encode(list)
 	}
 	printContacts(c.App.Writer, list)
+	return nil
+}
+
+func addContact(c *cli.Context) error {
+	args, asJSON, err := argsAndJSON(c)
+	if err != nil || len(args) != 2 {
+		return cli.Exit("usage: phpchat-node contacts add ADDRESS NICKNAME [--json]", exitSettings)
+	}
+	var ct store.Contact
+	err = withContacts(c, func(ctx context.Context, b contactBook) (err error) {
+		ct, err = b.add(ctx, control.ContactAdd{Address: args[0], Nickname: args[1]})
+		return err
+	})
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("contacts add: %v", err), exitFailure)
+	}
+	if asJSON {
+		return json.NewEncoder(c.App.Writer).Encode(ct)
+	}
+	fmt.Fprintf(c.App.Writer, "added %d %s %s\n", ct.ID, ct.Nickname, ct.Address)
+	return nil
+}
+
+func removeContact(c *cli.Context) error {
+	args, asJSON, err := argsAndJSON(c)
+	if err != nil || len(args) != 1 {
+		return cli.Exit("usage: phpchat-node contacts remove ID [--json] (ID: a number from contacts list)", exitSettings)
+	}
+	id, err := strconv.ParseUint(args[0], 10, 64)
+	if err != nil {
+		return cli.Exit("usage: phpchat-node contacts remove ID [--json] (ID: a number from contacts list)", exitSettings)
+	}
+	err = withContacts(c, func(ctx context.Context, b contactBook) error { return b.remove(ctx, id) })
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("contacts remove: %v", err), exitFailure)
+	}
+	if asJSON {
+		return json.NewEncoder(c.App.Writer).Encode(struct {
+			Removed uint64 `json:"removed"`
+		}{id})
+	}
+	fmt.Fprintf(c.App.Writer, "removed %d\n", id)
 	return nil
 }
 
