@@ -81,6 +81,9 @@ type Service struct {
 	subOnce  sync.Once
 	up, down *router.Subscription
 
+	// suspects are table nodes whose request failed, for Run to check.
+	suspects chan identity.Address
+
 	mu       sync.Mutex
 	limits   map[*peer.Session]*bucketLimit
 	checking map[identity.Address]bool
@@ -122,6 +125,7 @@ func (s *Service) subscribe() {
 	s.subOnce.Do(func() {
 		s.up = s.Router.Subscribe(kernel.TopicPeerUp, 256)
 		s.down = s.Router.Subscribe(kernel.TopicPeerDown, 256)
+		s.suspects = make(chan identity.Address, 64)
 	})
 }
 
@@ -191,6 +195,10 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			if ok {
 				s.peerDown(ev.(kernel.PeerEvent))
 			}
+		case a := <-s.suspects:
+			if n, ok := s.Table.Get(a); ok {
+				s.startCheck(ctx, &wg, n)
+			}
 		case m := <-ep.Inbox():
 			switch req := m.Body.(type) {
 			case StatsRequest:
@@ -258,9 +266,15 @@ func (s *Service) peerUp(ctx context.Context, wg *sync.WaitGroup, ev kernel.Peer
 		return // it does not listen: of no use to others
 	}
 	check, full := s.Table.Add(Node{Address: ev.Address, Addrs: []string{addr}})
-	if !full {
-		return
+	if full {
+		// The bucket is full: the oldest node stays if it still answers.
+		s.startCheck(ctx, wg, check)
 	}
+}
+
+// startCheck checks in the background whether n is alive (checkLive),
+// unless it is being checked already or too many checks run.
+func (s *Service) startCheck(ctx context.Context, wg *sync.WaitGroup, check Node) {
 	s.mu.Lock()
 	busy := s.checking[check.Address] || len(s.checking) >= maxLiveChecks
 	if !busy {
@@ -270,7 +284,6 @@ func (s *Service) peerUp(ctx context.Context, wg *sync.WaitGroup, ev kernel.Peer
 	if busy {
 		return
 	}
-	// The bucket is full: the oldest node stays if it still answers.
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -302,6 +315,19 @@ func dialAddr(ev kernel.PeerEvent) string {
 		return ""
 	}
 	return net.JoinHostPort(host, strconv.Itoa(ev.Info.ID.Port))
+}
+
+// suspect asks Run to check a node whose request failed, if it is in the
+// table. It never blocks: a suspect that finds no room waits for the ping
+// job.
+func (s *Service) suspect(a identity.Address) {
+	if _, ok := s.Table.Get(a); !ok || s.suspects == nil {
+		return
+	}
+	select {
+	case s.suspects <- a:
+	default:
+	}
 }
 
 // checkLive pings n: it stays in the table (as most recently seen) if it
@@ -357,10 +383,16 @@ func (s *Service) timeout() time.Duration {
 // FindNode asks n for the nodes closest to target: it implements Finder
 // over the kernel's sessions, paying each request with a stamp of the
 // bits n asks for.
-func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]Node, error) {
+func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) (_ []Node, err error) {
 	// The addresses dialled may come from another node's reply: a failure
-	// says nothing about the node, and must not evict it from the table
-	// (checkLive, with the table's own addresses, decides that).
+	// says nothing sure about the node, and must not evict it from the
+	// table at once. A table node that fails is checked (checkLive, with
+	// the table's own addresses), and evicted if that fails too.
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			s.suspect(n.Address)
+		}
+	}()
 	if err := s.connect(ctx, n); err != nil {
 		return nil, err
 	}

@@ -323,3 +323,30 @@ func TestReachableKeepsScope(t *testing.T) {
 		t.Fatalf("from loopback: %d nodes, want all", len(got))
 	}
 }
+
+// A table node that stops answering is checked when a lookup's request to
+// it fails, and leaves the table when the check fails too: lookups do not
+// keep asking dead nodes until the next ping job.
+func TestFailedRequestEvictsDeadNode(t *testing.T) {
+	b, stopB := startLive(t, newID(t), t.TempDir())
+	a, _ := startLive(t, newID(t), t.TempDir(), b.target())
+	if err := a.job(t, "bootstrap"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.svc.Table.Get(b.id.Address); !ok {
+		t.Fatal("b not in a's table after bootstrap")
+	}
+	stopB()
+	// The lookup's request to b fails (b is gone): a then checks b.
+	a.ep.Call(context.Background(), Endpoint, LookupRequest{Target: newID(t).Address.ID()})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := a.svc.Table.Get(b.id.Address); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dead node b still in a's table 20 s after a failed request")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -73,8 +73,10 @@ func (f finder) FindNode(ctx context.Context, n dht.Node, target identity.ID) ([
 	to := f.from.net.byAddr[n.Address]
 	f.from.net.mu.RUnlock()
 	if to == nil || !to.online.Load() {
-		// As in the service, a failed request does not evict: only a
-		// failed liveness check does (Maintain).
+		// The service checks a table node whose request failed, and
+		// evicts it when the check fails too; offline here is certain,
+		// so the node is evicted at once.
+		f.from.Table.Failed(n.Address)
 		return nil, ErrOffline
 	}
 	// Both ends learn of each other, as after a real handshake.
