@@ -223,6 +223,7 @@ func (con *console) setCurrent(n int) {
 	}
 	con.mu.Unlock()
 	con.t.SetPrompt(prompt)
+	con.t.Write(nil) // SetPrompt does not redraw the prompt on the screen; this does
 }
 
 // show prints an event from the node.
@@ -318,15 +319,15 @@ func (con *console) show(ev talk.Event) {
 		con.talks[ev.Talk] = talk.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "open", Outgoing: ev.Outgoing}
 		switchTo := con.current == 0
 		con.mu.Unlock()
+		if switchTo {
+			con.setCurrent(ev.Talk)
+		}
 		if ev.Outgoing {
 			con.printf("Talk request accepted.")
 		} else {
 			con.printf("Accepted talk request ID %d.", ev.Talk)
 		}
 		con.printf("Now talking to %q (talk %d).", ev.Nickname, ev.Talk)
-		if switchTo {
-			con.setCurrent(ev.Talk)
-		}
 	case talk.KindMsg:
 		con.mu.Lock()
 		cur := con.current
@@ -395,6 +396,10 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 	}
 	switch cmd, args := f[0], f[1:]; cmd {
 	case "/help":
+		if len(args) != 0 {
+			usage("/help")
+			return false
+		}
 		con.println("")
 		for _, h := range consoleHelp {
 			con.println(fmt.Sprintf("%-28s - %s", h[0], h[1]))
@@ -506,8 +511,14 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			usage("/switch [N]")
 		}
 	case "/nick":
+		// A nickname is one word, as in the original (which kept only
+		// letters, digits, '.', '_' and '-'); the node checks the rest.
+		if len(args) > 1 {
+			usage("/nick [NAME] (a nickname is one word)")
+			return false
+		}
 		var nick string
-		if err := con.cc.call(ctx, "nick", talk.NickArgs{Nickname: strings.TrimSpace(strings.TrimPrefix(line, "/nick"))}, &nick); err != nil {
+		if err := con.cc.call(ctx, "nick", talk.NickArgs{Nickname: strings.Join(args, "")}, &nick); err != nil {
 			con.println("ERROR: " + errText(err))
 			return false
 		}

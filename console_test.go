@@ -99,6 +99,19 @@ func (c *ptyConsole) expect(want string) {
 	}
 }
 
+// expectPrompt waits until the console draws its next prompt, after what
+// earlier expects consumed, and checks that it is want.
+func (c *ptyConsole) expectPrompt(want string) {
+	c.t.Helper()
+	c.expect(":> ")
+	c.mu.Lock()
+	before := c.out.String()[:c.seen]
+	c.mu.Unlock()
+	if !strings.HasSuffix(before, want) {
+		c.t.Fatalf("console %s: prompt %q, want %q", c.name, before[max(0, len(before)-len(want)-10):], want)
+	}
+}
+
 // send types a line and Enter.
 func (c *ptyConsole) send(line string) {
 	c.t.Helper()
@@ -124,6 +137,10 @@ func TestConsolesTalk(t *testing.T) {
 	ca.expect("Usage: /request accept N")
 	ca.send("no talk yet")
 	ca.expect("Not talking to anyone. Usage:")
+	ca.send("/help me")
+	ca.expect("Usage: /help")
+	ca.send("/nick two words")
+	ca.expect("Usage: /nick [NAME]")
 
 	// A request, accepted: both sides compare fingerprints the first time.
 	ca.send("/connect " + bTarget)
@@ -137,8 +154,10 @@ func TestConsolesTalk(t *testing.T) {
 	b.waitInfo("b shows the pending request", func(in map[string]any) bool { return connStatus(in) == "t" })
 	cb.send("/request accept 1")
 	cb.expect(`Now talking to "alice"`)
+	cb.expectPrompt("alice:> ")
 	ca.expect("Talk request accepted.")
 	ca.expect(`Now talking to "bob"`)
+	ca.expectPrompt("bob:> ")
 
 	ca.send("hello bob, ça va?")
 	cb.expect("<alice> hello bob, ça va?")
