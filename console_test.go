@@ -213,6 +213,9 @@ func TestConsolesTalk(t *testing.T) {
 		if connStatus(s) != "T" {
 			t.Errorf("sample %d: connection status %q, want T", i, connStatus(s))
 		}
+		if s["talking"] != 1.0 {
+			t.Errorf("sample %d: talking %v, want 1", i, s["talking"])
+		}
 		if i > 0 {
 			for _, k := range []string{"traffic_in", "traffic_out"} {
 				if !(s[k].(float64) > samples[i-1][k].(float64)) {

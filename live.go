@@ -16,12 +16,53 @@ import (
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
 
-// sample is one interval of `info -c --json`: the node's Info and the
-// traffic rates since the previous sample.
+// sample is one interval of `info -c --json`: the node's Info, the
+// connections with an open talk and the traffic rates since the previous
+// sample.
 type sample struct {
 	node.Info
+	Talking        int     `json:"talking"`          // connections with status T
 	TrafficInRate  float64 `json:"traffic_in_rate"`  // bytes per second
 	TrafficOutRate float64 `json:"traffic_out_rate"` // bytes per second
+
+	gone []string // the text view's letters of connections closed lately
+}
+
+// goneFor is how long the text view shows a closed connection, as 'x'.
+const goneFor = 5 * time.Second
+
+// closedConns follows the connections from sample to sample, so that the
+// text view shows those that closed as 'x' for goneFor, as the original
+// did.
+type closedConns struct {
+	open map[string]bool      // by peer address, in the last sample
+	gone map[string]time.Time // by peer address: when it was first missed
+}
+
+// update notes the connections of s, taken at now, and sets s.gone.
+func (cc *closedConns) update(s *sample, now time.Time) {
+	open := make(map[string]bool, len(s.Connections))
+	for _, c := range s.Connections {
+		open[c.Address] = true
+		delete(cc.gone, c.Address)
+	}
+	for a := range cc.open {
+		if !open[a] {
+			if cc.gone == nil {
+				cc.gone = make(map[string]time.Time)
+			}
+			cc.gone[a] = now
+		}
+	}
+	cc.open = open
+	s.gone = nil
+	for a, at := range cc.gone {
+		if now.Sub(at) >= goneFor {
+			delete(cc.gone, a)
+			continue
+		}
+		s.gone = append(s.gone, "x")
+	}
 }
 
 // liveInfo prints the running node's statistics every interval, count
@@ -49,6 +90,7 @@ func liveInfo(c *cli.Context) error {
 	}
 	var prev *sample
 	var prevAt time.Time
+	var closed closedConns
 	lines := 0
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -68,6 +110,12 @@ func liveInfo(c *cli.Context) error {
 			return cli.Exit(fmt.Sprintf("info -c: node stopped answering: %v", err), exitFailure)
 		}
 		now := time.Now()
+		for _, c := range s.Connections {
+			if c.Status == "T" {
+				s.Talking++
+			}
+		}
+		closed.update(&s, now)
 		if prev != nil {
 			secs := now.Sub(prevAt).Seconds()
 			s.TrafficInRate = rate(s.TrafficIn, prev.TrafficIn, secs)
@@ -112,13 +160,7 @@ func writeLive(b *strings.Builder, s sample, width int) {
 	fmt.Fprintf(b, "Live statistics of %s (up %s)\n", s.Nickname, (time.Duration(s.Uptime) * time.Second).String())
 	na := "n/a"
 	if s.Peers != nil {
-		talking := 0
-		for _, c := range s.Connections {
-			if c.Status == "T" {
-				talking++
-			}
-		}
-		row("Peers", fmt.Sprintf("%d (%d in, %d out, %d talking)", *s.Peers, s.PeersIn, s.PeersOut, talking))
+		row("Peers", fmt.Sprintf("%d (%d in, %d out, %d talking)", *s.Peers, s.PeersIn, s.PeersOut, s.Talking))
 	} else {
 		row("Peers", na)
 	}
@@ -144,13 +186,18 @@ func writeLive(b *strings.Builder, s sample, width int) {
 		row("Miner", na)
 	}
 	// One letter per connection, as the original: o outbound, i inbound,
-	// t talk request pending, T talking.
+	// t talk request pending, T talking, x closed in the last seconds.
 	var letters strings.Builder
-	for i, c := range s.Connections {
+	all := make([]string, 0, len(s.Connections)+len(s.gone))
+	for _, c := range s.Connections {
+		all = append(all, c.Status)
+	}
+	all = append(all, s.gone...)
+	for i, l := range all {
 		if i > 0 && i%(width-16) == 0 {
 			letters.WriteString("\n" + strings.Repeat(" ", 15))
 		}
-		letters.WriteString(c.Status)
+		letters.WriteString(l)
 	}
 	row("Connections", letters.String())
 }
