@@ -9,6 +9,7 @@ package kernel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,8 +85,12 @@ var ErrNoSession = errors.New("no session with that peer")
 type Peers struct {
 	Listen string // the address the kernel listens on
 
-	Inbound, Outbound     int
-	TrafficIn, TrafficOut uint64 // bytes, all sessions since the node was made
+	Inbound, Outbound int
+	// TrafficIn and TrafficOut count the bytes, TLS included, of every
+	// peer connection since the node was made: sessions, and handshakes
+	// that failed or were refused. Connections closed before TLS count
+	// nothing.
+	TrafficIn, TrafficOut uint64
 	Connections           []node.ConnInfo
 	Targets               []node.TargetInfo // the configured peers (--connect)
 }
@@ -128,6 +133,7 @@ type Kernel struct {
 	perIP    map[netip.Addr]int
 	inbound  int // sessions and handshakes
 	outbound int
+	refusing int // connections being refused with error 9100
 
 	targets map[string]*node.TargetInfo // the configured peers, by target
 
@@ -135,7 +141,7 @@ type Kernel struct {
 	// runCtx is Run's context: sessions live as long as the kernel, not
 	// as long as the request that dialled them.
 	runCtx context.Context
-	// Traffic of the sessions that have ended, and before this run.
+	// Traffic of the connections that have ended, and before this run.
 	closedIn, closedOut atomic.Uint64
 
 	wg sync.WaitGroup
@@ -144,6 +150,7 @@ type Kernel struct {
 type conn struct {
 	s       *peer.Session
 	inbound bool
+	via     string       // outbound: the host:port dialled
 	used    atomic.Int64 // unix nanoseconds of the last request through it
 	evicted bool         // closed to make room; still registered until it ends
 	kept    bool         // with a --connect peer: never evicted
@@ -282,7 +289,6 @@ func (k *Kernel) sessionConfig() peer.Config {
 	if a := k.ListenAddr(); a != nil {
 		port = a.Port
 	}
-	idle := k.cfg.IdleTimeout
 	return peer.Config{
 		Identity:         k.cfg.Identity,
 		Software:         "phpchat-node/" + node.Version,
@@ -292,8 +298,7 @@ func (k *Kernel) sessionConfig() peer.Config {
 		Handler:          k.handle,
 		Logger:           k.log,
 		HandshakeTimeout: k.cfg.HandshakeTimeout,
-		PingInterval:     idle / 2,
-		IdleTimeout:      idle,
+		IdleTimeout:      k.cfg.IdleTimeout, // pinged at half of it
 		MaxFrameSize:     k.cfg.MaxFrame,
 	}
 }
@@ -336,8 +341,7 @@ func (k *Kernel) accept(ctx context.Context, l *transport.Listener) {
 		backoff = 5 * time.Millisecond
 		ip := remoteIP(c.RemoteAddr())
 		if why := k.admitInbound(ip); why != "" {
-			k.log.Debug("kernel: refusing peer", "remote", c.RemoteAddr().String(), "why", why)
-			c.NetConn().Close()
+			k.refuse(ctx, c, why)
 			continue
 		}
 		k.wg.Add(1)
@@ -346,12 +350,47 @@ func (k *Kernel) accept(ctx context.Context, l *transport.Listener) {
 			defer k.releaseInbound(ip)
 			s, err := peer.Handshake(ctx, c, k.sessionConfig())
 			if err != nil {
+				k.countUnserved(c)
 				k.log.Debug("kernel: inbound handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 				return
 			}
-			k.serve(ctx, s, true)
+			k.serve(ctx, s, true, "")
 		}()
 	}
+}
+
+// maxRefusals bounds the connections refused with error 9100 at a time.
+// Beyond it, a connection the node has no room for is closed at once,
+// before TLS, so that a flood of connections costs few handshakes.
+const maxRefusals = 4
+
+// refuse tells the peer on c, which the node has no room for, why (error
+// 9100) if few other refusals are under way, and closes c.
+func (k *Kernel) refuse(ctx context.Context, c *tls.Conn, why string) {
+	k.mu.Lock()
+	tell := k.refusing < maxRefusals
+	if tell {
+		k.refusing++
+	}
+	k.mu.Unlock()
+	k.log.Debug("kernel: refusing peer", "remote", c.RemoteAddr().String(), "why", why, "told", tell)
+	if !tell {
+		c.NetConn().Close()
+		return
+	}
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		defer func() {
+			k.mu.Lock()
+			k.refusing--
+			k.mu.Unlock()
+		}()
+		if err := peer.Refuse(ctx, c, k.sessionConfig(), wire.CodeTooManyConnections, why); err != nil {
+			k.log.Debug("kernel: refusing peer", "remote", c.RemoteAddr().String(), "err", err)
+		}
+		k.countUnserved(c)
+	}()
 }
 
 // admitInbound reserves room for an inbound connection from ip, or says
@@ -360,10 +399,10 @@ func (k *Kernel) admitInbound(ip netip.Addr) string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.inbound >= k.cfg.MaxInbound {
-		return fmt.Sprintf("%d inbound sessions (max-inbound)", k.inbound)
+		return "no room for another inbound session (max-inbound)"
 	}
 	if k.perIP[ip] >= k.cfg.MaxPerIP {
-		return fmt.Sprintf("%d sessions from %s (max-per-ip)", k.perIP[ip], ip)
+		return fmt.Sprintf("no room for another session from %s (max-per-ip)", ip)
 	}
 	k.inbound++
 	k.perIP[ip]++
@@ -385,6 +424,13 @@ var ErrTooManyPeers = errors.New("too many outbound sessions (max-outbound)")
 // Connect dials target ("host:port" or "address@host:port") and returns
 // the session with that peer: the new one, or the one the node already
 // had with it.
+//
+// A target's host:port must lead to its peer: a session with the
+// target's address that was not dialled to that host:port (the peer
+// dialled this node, or was reached at another host:port) does not show
+// that it does. Connect then dials the target all the same, and once the
+// TLS handshake has shown the address answers there, returns the session
+// it had and ends the new connection with error 1050.
 func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, error) {
 	return k.connect(ctx, target, false)
 }
@@ -396,13 +442,17 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	if err != nil {
 		return nil, err
 	}
+	check := false // dial only to check that expect answers at hostport
 	if expect != nil {
 		if *expect == k.Address() {
 			return nil, fmt.Errorf("connect %s: that is this node's own address", target)
 		}
 		if s := k.Session(*expect); s != nil {
-			k.markKept(s, keep)
-			return s, nil
+			if k.dialledTo(s, hostport) {
+				k.markKept(s, keep)
+				return s, nil
+			}
+			check = true
 		}
 	} else if s := k.sessionTo(hostport); s != nil {
 		k.markKept(s, keep)
@@ -424,13 +474,23 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 
 	dctx, cancel := context.WithTimeout(ctx, k.cfg.HandshakeTimeout)
 	defer cancel()
-	c, err := k.ep.Dial(dctx, hostport, expect)
+	c, err := k.dial(dctx, hostport, expect)
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("connect %s: %w", target, err)
 	}
+	if check {
+		if s := k.Session(*expect); s != nil {
+			peer.Refuse(dctx, c, k.sessionConfig(), wire.CodeDuplicateSession, "") // TLS is done: it cannot fail
+			k.countUnserved(c)
+			release()
+			k.markKept(s, keep)
+			return s, nil
+		}
+	}
 	s, err := peer.Handshake(dctx, c, k.sessionConfig())
 	if err != nil {
+		k.countUnserved(c)
 		release()
 		return nil, fmt.Errorf("connect %s: %w", target, err)
 	}
@@ -439,7 +499,7 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	go func() {
 		defer k.wg.Done()
 		defer release()
-		k.serveKept(runCtx, s, false, kept, keep)
+		k.serveKept(runCtx, s, false, hostport, kept, keep)
 	}()
 	select {
 	case s := <-kept:
@@ -452,15 +512,43 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	}
 }
 
-func (k *Kernel) serve(ctx context.Context, s *peer.Session, inbound bool) {
-	k.serveKept(ctx, s, inbound, nil, false)
+// dial connects to hostport and runs the TLS handshake, refusing a peer
+// other than expect if it is not nil. It is transport's Endpoint.Dial,
+// counting the bytes of a failed handshake.
+func (k *Kernel) dial(ctx context.Context, hostport string, expect *identity.Address) (*tls.Conn, error) {
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", hostport, err)
+	}
+	c := k.ep.Client(raw, expect)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		k.countUnserved(c)
+		return nil, fmt.Errorf("TLS handshake with %s: %w", hostport, err)
+	}
+	return c, nil
+}
+
+// countUnserved adds the traffic of c, a closed connection that carries
+// no session, to the totals.
+func (k *Kernel) countUnserved(c *tls.Conn) {
+	if cc, ok := c.NetConn().(*transport.CountingConn); ok {
+		k.closedIn.Add(cc.BytesRead())
+		k.closedOut.Add(cc.BytesWritten())
+	}
+}
+
+func (k *Kernel) serve(ctx context.Context, s *peer.Session, inbound bool, via string) {
+	k.serveKept(ctx, s, inbound, via, nil, false)
 }
 
 // serveKept registers s (resolving a duplicate), runs it until it ends
-// and unregisters it. kept, if not nil, receives the session the node
-// keeps with this peer (s or the older one), or nil.
-func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, kept chan<- *peer.Session, target bool) {
-	keep, drop := k.register(s, inbound)
+// and unregisters it. via is the host:port an outbound s was dialled to.
+// kept, if not nil, receives the session the node keeps with this peer (s
+// or the older one), or nil.
+func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, via string, kept chan<- *peer.Session, target bool) {
+	keep, drop := k.register(s, inbound, via)
 	k.markKept(keep, target)
 	if kept != nil {
 		kept <- keep
@@ -470,6 +558,11 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, k
 		drop.CloseWithError(wire.CodeDuplicateSession, "")
 	}
 	if keep != s {
+		// s never runs: count its traffic once it has closed.
+		<-s.Done()
+		st := s.Stats()
+		k.closedIn.Add(st.BytesIn)
+		k.closedOut.Add(st.BytesOut)
 		return
 	}
 	ev := PeerEvent{Address: s.Peer(), Info: s.Info(), Inbound: inbound}
@@ -490,12 +583,12 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, k
 // register adds s, unless the node has a session with the same peer: of
 // the two it keeps the one dialled by the node with the lesser address (or
 // the newer, if the same node dialled both, its old one being stale).
-func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Session) {
+func (k *Kernel) register(s *peer.Session, inbound bool, via string) (keep, drop *peer.Session) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	old, ok := k.sessions[s.Peer()]
 	if !ok {
-		c := &conn{s: s, inbound: inbound}
+		c := &conn{s: s, inbound: inbound, via: via}
 		c.touch()
 		k.sessions[s.Peer()] = c
 		return s, nil
@@ -509,7 +602,7 @@ func (k *Kernel) register(s *peer.Session, inbound bool) (keep, drop *peer.Sessi
 	}
 	newD, oldD := dialer(inbound), dialer(old.inbound)
 	if newD == oldD || lesser(newD, oldD) {
-		c := &conn{s: s, inbound: inbound}
+		c := &conn{s: s, inbound: inbound, via: via}
 		c.touch()
 		k.sessions[s.Peer()] = c
 		return s, old.s
@@ -562,12 +655,21 @@ func (k *Kernel) markKept(s *peer.Session, keep bool) {
 	}
 }
 
+// dialledTo reports whether s is the registered session with its peer and
+// was dialled to hostport.
+func (k *Kernel) dialledTo(s *peer.Session, hostport string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, ok := k.sessions[s.Peer()]
+	return ok && c.s == s && !c.inbound && c.via == hostport
+}
+
 // sessionTo returns an outbound session dialled to hostport, or nil.
 func (k *Kernel) sessionTo(hostport string) *peer.Session {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, c := range k.sessions {
-		if !c.inbound && !c.evicted && c.s.Info().RemoteAddr != nil && c.s.Info().RemoteAddr.String() == hostport {
+		if !c.inbound && !c.evicted && c.via == hostport {
 			c.touch()
 			return c.s
 		}

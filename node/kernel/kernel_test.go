@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,24 +203,46 @@ func TestCrossDialKeepsOneSession(t *testing.T) {
 	}
 }
 
-func TestPerIPLimit(t *testing.T) {
-	b := newKernel(t, func(c *Config) { c.MaxPerIP = 1 })
-	a1, a2 := newKernel(t, nil), newKernel(t, nil)
-	if _, err := a1.Connect(context.Background(), b.target()); err != nil {
-		t.Fatal(err)
-	}
-	b.waitUp(t, a1.Address())
-	s, err := a2.Connect(context.Background(), b.target())
-	if err == nil {
-		// TLS 1.3: the client may finish before the server drops it.
-		select {
-		case <-s.Done():
-		case <-time.After(10 * time.Second):
-			t.Fatal("second session from one IP kept")
-		}
-	}
-	if p := b.Peers(); p.Inbound != 1 {
-		t.Fatalf("b has %d inbound sessions, want 1", p.Inbound)
+// A node at its inbound limits tells the peer why it refuses it (9100),
+// and keeps its sessions.
+func TestInboundLimitsRefusedWith9100(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"max-per-ip", func(c *Config) { c.MaxPerIP = 1 }},
+		{"max-inbound", func(c *Config) { c.MaxInbound = 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newKernel(t, tc.mod)
+			a1, a2 := newKernel(t, nil), newKernel(t, nil)
+			s1, err := a1.Connect(context.Background(), b.target())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.waitUp(t, a1.Address())
+			_, err = a2.Connect(context.Background(), b.target())
+			var pe *peer.ProtocolError
+			if !errors.As(err, &pe) || !pe.Remote || pe.Code != wire.CodeTooManyConnections {
+				t.Fatalf("connect beyond %s: %v, want error 9100 from the peer", tc.name, err)
+			}
+			if !strings.Contains(pe.Text, tc.name) {
+				t.Errorf("error text %q does not name %s", pe.Text, tc.name)
+			}
+			if a2.Session(b.Address()) != nil {
+				t.Error("a2 holds a session with b")
+			}
+			if _, err := s1.Call(context.Background(), wire.NamePing, nil); err != nil {
+				t.Fatalf("ping over the first session: %v", err)
+			}
+			if p := b.Peers(); p.Inbound != 1 {
+				t.Fatalf("b has %d inbound sessions, want 1", p.Inbound)
+			}
+			// The bytes of a2's refused handshake count in its traffic.
+			if p := a2.Peers(); p.TrafficIn == 0 || p.TrafficOut == 0 {
+				t.Errorf("refused handshake not counted: a2's traffic in %d, out %d", p.TrafficIn, p.TrafficOut)
+			}
+		})
 	}
 }
 
@@ -338,5 +361,45 @@ func TestReplacedSessionIsNotAnnouncedDown(t *testing.T) {
 	}
 	if b.Session(a1.Address()) == nil {
 		t.Fatal("b lost the peer")
+	}
+}
+
+// A target (--connect, or Connect) counts as connected only if its
+// host:port answers with its address, even when the node has a session
+// with that address through another target.
+func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
+	b, c := newKernel(t, nil), newKernel(t, nil)
+	wrong := fmt.Sprintf("%s@%s", b.Address(), c.ListenAddr()) // c answers there, not b
+	k := newKernel(t, func(cfg *Config) { cfg.Connect = []string{b.target()} })
+	b.waitUp(t, k.Address())
+
+	// As the redial of a --connect target does.
+	if _, err := k.connect(context.Background(), wrong, true); !errors.Is(err, transport.ErrAddressMismatch) {
+		t.Fatalf("target %s (c's host:port): %v, want ErrAddressMismatch", wrong, err)
+	}
+	// The same peer named at another host:port that does lead to it: the
+	// session is kept, and no second one is made.
+	s := k.Session(b.Address())
+	other := fmt.Sprintf("%s@localhost:%d", b.Address(), b.ListenAddr().Port)
+	got, err := k.connect(context.Background(), other, true)
+	if err != nil || got != s {
+		t.Fatalf("target %s: %v (same session: %v)", other, err, got == s)
+	}
+	if p := k.Peers(); p.Outbound != 1 || p.Inbound != 0 {
+		t.Fatalf("k has %d outbound and %d inbound sessions, want 1 and 0", p.Outbound, p.Inbound)
+	}
+	if p := b.Peers(); p.Inbound != 1 {
+		t.Fatalf("b has %d inbound sessions, want 1", p.Inbound)
+	}
+	// So does Connect, as for the console's /connect.
+	if _, err := k.Connect(context.Background(), wrong); !errors.Is(err, transport.ErrAddressMismatch) {
+		t.Fatalf("Connect(%s): %v, want ErrAddressMismatch", wrong, err)
+	}
+	// The peer, having dialled k, is reached at its own address too.
+	if got, err := b.Connect(context.Background(), k.target()); err != nil || got != b.Session(k.Address()) {
+		t.Fatalf("b connecting back to k: %v", err)
+	}
+	if p := k.Peers(); p.Outbound+p.Inbound != 1 {
+		t.Fatalf("k has %d sessions, want 1", p.Outbound+p.Inbound)
 	}
 }

@@ -30,23 +30,9 @@ func Handshake(ctx context.Context, conn *tls.Conn, cfg Config) (*Session, error
 		conn.Close()
 		return nil, err
 	}
-	deadline := time.Now().Add(cfg.HandshakeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-
-	if err := conn.HandshakeContext(ctx); err != nil {
-		stop()
-		conn.Close()
-		return nil, fmt.Errorf("peer: TLS handshake with %s: %w", conn.RemoteAddr(), err)
-	}
-	addr, err := transport.PeerAddress(conn)
+	addr, stop, err := startTLS(ctx, conn, cfg)
 	if err != nil {
-		stop()
-		conn.Close()
-		return nil, fmt.Errorf("peer: %s: %w", conn.RemoteAddr(), err)
+		return nil, err
 	}
 	s := newSession(conn, cfg, addr)
 	err = s.handshake(ctx)
@@ -64,6 +50,58 @@ func Handshake(ctx context.Context, conn *tls.Conn, cfg Config) (*Session, error
 	s.firstSeen = now
 	s.lastSeen.Store(now.UnixNano())
 	return s, nil
+}
+
+// Refuse tells the peer on conn that this node will not have a session
+// with it, and why: it runs the TLS handshake if it has not run, sends an
+// error frame with code and text (the code's standard text if empty) and
+// quit in place of hello, and closes conn once the peer has closed its side
+// or cfg.CloseTimeout has passed. The peer's Handshake returns the error
+// frame as a remote *ProtocolError. Refuse returns an error only if the TLS
+// handshake failed, in which case nothing was sent.
+func Refuse(ctx context.Context, conn *tls.Conn, cfg Config, code wire.Code, text string) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	addr, stop, err := startTLS(ctx, conn, cfg)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if text == "" {
+		text = code.Text()
+	}
+	s := newSession(conn, cfg, addr)
+	s.cfg.Logger.Debug("peer: refusing session", "peer", addr, "remote", s.info.RemoteAddr, "code", code, "text", text)
+	s.shutdownIdle(&ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
+	return nil
+}
+
+// startTLS sets conn's deadline for the handshake, runs the TLS handshake
+// if it has not run and returns the peer's address. stop stops ctx from
+// cutting conn's deadline short. On error conn is closed.
+func startTLS(ctx context.Context, conn *tls.Conn, cfg Config) (addr identity.Address, stop func() bool, err error) {
+	deadline := time.Now().Add(cfg.HandshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	conn.SetDeadline(deadline)
+	stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+
+	if err := conn.HandshakeContext(ctx); err != nil {
+		stop()
+		conn.Close()
+		return addr, nil, fmt.Errorf("peer: TLS handshake with %s: %w", conn.RemoteAddr(), err)
+	}
+	addr, err = transport.PeerAddress(conn)
+	if err != nil {
+		stop()
+		conn.Close()
+		return addr, nil, fmt.Errorf("peer: %s: %w", conn.RemoteAddr(), err)
+	}
+	return addr, stop, nil
 }
 
 // handshake runs the exchange of hello, id and id_ok. On error the
@@ -91,12 +129,12 @@ func (s *Session) handshake(ctx context.Context) error {
 		if err != nil {
 			switch {
 			case errors.Is(err, wire.ErrFrameTooLarge):
-				return s.refuse(wire.CodeFrameTooLarge, "", fmt.Sprintf("frame over %d bytes", s.cfg.MaxFrameSize), err)
+				return s.refuse(wire.CodeFrameTooLarge, wire.Envelope{}, fmt.Sprintf("frame over %d bytes", s.cfg.MaxFrameSize), err)
 			case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
 				s.closeConn()
 				return fmt.Errorf("peer: handshake: %w", ctx.Err())
 			case errors.Is(err, os.ErrDeadlineExceeded):
-				return s.refuse(wire.CodeTimeout, "", "handshake not complete in time", err)
+				return s.refuse(wire.CodeTimeout, wire.Envelope{}, "handshake not complete in time", err)
 			default:
 				s.closeConn()
 				return fmt.Errorf("peer: handshake with %s: read: %w", s.info.Address, err)
@@ -108,7 +146,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			if errors.Is(err, wire.ErrNotJSON) {
 				code = wire.CodeNotJSON
 			}
-			return s.refuse(code, e.Name, err.Error(), err)
+			return s.refuse(code, e, err.Error(), err)
 		}
 		switch e.Name {
 		case wire.NameHello:
@@ -120,13 +158,13 @@ func (s *Session) handshake(ctx context.Context) error {
 			}
 			var h wire.Hello
 			if err := e.Decode(&h); err != nil {
-				return s.refuse(wire.CodeInvalidData, e.Name, err.Error(), err)
+				return s.refuse(wire.CodeInvalidData, e, err.Error(), err)
 			}
 			if err := h.Validate(); err != nil {
-				return s.refuse(wire.CodeInvalidData, e.Name, err.Error(), err)
+				return s.refuse(wire.CodeInvalidData, e, err.Error(), err)
 			}
 			if h.Protocol != wire.ProtocolVersion {
-				return s.refuse(wire.CodeProtocolVersion, e.Name,
+				return s.refuse(wire.CodeProtocolVersion, e,
 					fmt.Sprintf("protocol %d not supported, want %d", h.Protocol, wire.ProtocolVersion), nil)
 			}
 			s.info.Hello, gotHello = h, true
@@ -138,20 +176,20 @@ func (s *Session) handshake(ctx context.Context) error {
 				continue
 			}
 			if !gotHello {
-				return s.refuse(wire.CodeInvalidData, e.Name, "hello must come first", nil)
+				return s.refuse(wire.CodeInvalidData, e, "hello must come first", nil)
 			}
 			var id wire.ID
 			if err := e.Decode(&id); err != nil {
-				return s.refuse(wire.CodeInvalidData, e.Name, err.Error(), err)
+				return s.refuse(wire.CodeInvalidData, e, err.Error(), err)
 			}
 			if err := id.Validate(); err != nil {
-				return s.refuse(wire.CodeInvalidData, e.Name, err.Error(), err)
+				return s.refuse(wire.CodeInvalidData, e, err.Error(), err)
 			}
 			if s.info.Address == s.cfg.Identity.Address {
-				return s.refuse(wire.CodeOwnAddress, e.Name, "", nil)
+				return s.refuse(wire.CodeOwnAddress, e, "", nil)
 			}
 			if id.Address != s.info.Address {
-				return s.refuse(wire.CodeAddressMismatch, e.Name,
+				return s.refuse(wire.CodeAddressMismatch, e,
 					fmt.Sprintf("id names %s, TLS key is %s", id.Address, s.info.Address), nil)
 			}
 			b, _ := wire.AppendFrame(nil, wire.NameIDOK, 0, nil)
@@ -172,7 +210,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			s.closeConn()
 			return fmt.Errorf("peer: handshake: %w: %s", ErrPeerQuit, q.Reason)
 		default:
-			return s.refuse(wire.CodeIdentifyFirst, e.Name, "", nil)
+			return s.refuse(wire.CodeIdentifyFirst, e, "", nil)
 		}
 	}
 	return nil
@@ -194,21 +232,23 @@ func (s *Session) writeError(e wire.Envelope, code wire.Code, text string) error
 	return s.writeRaw(b)
 }
 
-// refuse ends the handshake with an error frame and quit, and closes the
-// connection.
-func (s *Session) refuse(code wire.Code, name, text string, cause error) error {
-	pe := &ProtocolError{Code: code, Text: text, Name: name, Err: cause}
+// refuse ends the handshake with an error frame about the frame e (its
+// name and rid, as far as they could be read; none for a zero e) and quit,
+// and closes the connection.
+func (s *Session) refuse(code wire.Code, e wire.Envelope, text string, cause error) error {
+	pe := &ProtocolError{Code: code, Text: text, Name: e.Name, Err: cause}
 	if pe.Text == "" {
 		pe.Text = code.Text()
 	}
 	s.cfg.Logger.Debug("peer: handshake refused", "peer", s.info.Address, "remote", s.info.RemoteAddr, "err", pe)
-	s.shutdownIdle(pe, finalFrames(code, name, pe.Text)...)
+	s.shutdownIdle(pe, finalFrames(code, e.Name, e.RID, pe.Text)...)
 	return pe
 }
 
-// finalFrames returns the error frame and quit that end a session.
-func finalFrames(code wire.Code, name, text string) [][]byte {
-	e, _ := wire.AppendFrame(nil, wire.NameError, 0, wire.NewError(code, name, text))
+// finalFrames returns the error frame and quit that end a session; the
+// error is about the frame with the given name and rid, if any.
+func finalFrames(code wire.Code, name string, rid uint64, text string) [][]byte {
+	e, _ := wire.AppendFrame(nil, wire.NameError, rid, wire.NewError(code, name, text))
 	q, _ := wire.AppendFrame(nil, wire.NameQuit, 0, wire.NewQuit(code.Text()))
 	return [][]byte{e, q}
 }

@@ -250,6 +250,13 @@ func (rc *raw) rid(n uint64) uint64 {
 // checks its code; it returns the frame's data.
 func (rc *raw) expectError(code wire.Code) wire.Error {
 	rc.t.Helper()
+	_, we := rc.expectErrorFrame(code)
+	return we
+}
+
+// expectErrorFrame is expectError, returning the frame too.
+func (rc *raw) expectErrorFrame(code wire.Code) (wire.Envelope, wire.Error) {
+	rc.t.Helper()
 	for {
 		e, err := rc.next()
 		if err != nil {
@@ -266,7 +273,7 @@ func (rc *raw) expectError(code wire.Code) wire.Error {
 			if we.Code != code {
 				rc.t.Fatalf("error frame %+v, want code %v", we, code)
 			}
-			return we
+			return e, we
 		default:
 			rc.t.Fatalf("waiting for error %v: got %s %s", code, e.Name, e.Data)
 		}

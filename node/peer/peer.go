@@ -31,8 +31,8 @@ import (
 // Defaults of Config.
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultPingInterval     = 30 * time.Second
-	DefaultIdleTimeout      = 90 * time.Second
+	DefaultIdleTimeout      = 120 * time.Second
+	DefaultPingInterval     = DefaultIdleTimeout / 2 // unset, PingInterval is half of IdleTimeout
 	DefaultWriteTimeout     = 30 * time.Second
 	DefaultCallTimeout      = 30 * time.Second
 	DefaultCloseTimeout     = 2 * time.Second
@@ -62,7 +62,7 @@ type Config struct {
 	// HandshakeTimeout bounds the whole handshake, TLS included.
 	HandshakeTimeout time.Duration
 	// PingInterval is how long the peer may be silent before it is sent a
-	// ping.
+	// ping; zero means half of IdleTimeout.
 	PingInterval time.Duration
 	// IdleTimeout is how long the peer may be silent before the session is
 	// closed with error 9090 (timeout). It should exceed PingInterval by
@@ -108,8 +108,8 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	set(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	set(&c.PingInterval, DefaultPingInterval)
 	set(&c.IdleTimeout, DefaultIdleTimeout)
+	set(&c.PingInterval, c.IdleTimeout/2)
 	set(&c.WriteTimeout, DefaultWriteTimeout)
 	set(&c.CallTimeout, DefaultCallTimeout)
 	set(&c.CloseTimeout, DefaultCloseTimeout)

@@ -121,40 +121,44 @@ func TestHandshakeViolations(t *testing.T) {
 		name string
 		code wire.Code
 		do   func(rc *raw)
+		rid  uint64 // of the error frame: the offending frame's
 	}{
-		{"garbage", wire.CodeNotJSON, func(rc *raw) { rc.write("GET / HTTP/1.1\r\n") }},
-		{"not an envelope", wire.CodeBadEnvelope, func(rc *raw) { rc.write(`{"name":5}` + "\n") }},
+		{"garbage", wire.CodeNotJSON, func(rc *raw) { rc.write("GET / HTTP/1.1\r\n") }, 0},
+		{"not an envelope", wire.CodeBadEnvelope, func(rc *raw) { rc.write(`{"name":5,"rid":3}` + "\n") }, 3},
 		{"oversize", wire.CodeFrameTooLarge, func(rc *raw) {
 			rc.write(`{"name":"hello","data":"` + strings.Repeat("x", 100<<10) + "\"}\n")
-		}},
-		{"oversize without end", wire.CodeFrameTooLarge, func(rc *raw) { rc.write(strings.Repeat("x", 100<<10)) }},
+		}, 0},
+		{"oversize without end", wire.CodeFrameTooLarge, func(rc *raw) { rc.write(strings.Repeat("x", 100<<10)) }, 0},
 		{"frame before id", wire.CodeIdentifyFirst, func(rc *raw) {
 			rc.hello()
-			rc.send("node_find", rc.rid(1), map[string]string{"target": "x"})
-		}},
-		{"ping before id", wire.CodeIdentifyFirst, func(rc *raw) { rc.send(wire.NamePing, 0, nil) }},
+			rc.send("node_find", 1, map[string]string{"target": "x"})
+		}, 1},
+		{"ping before id", wire.CodeIdentifyFirst, func(rc *raw) { rc.send(wire.NamePing, 0, nil) }, 0},
+		{"ping with rid before id", wire.CodeIdentifyFirst, func(rc *raw) { rc.send(wire.NamePing, 8, nil) }, 8},
 		{"id before hello", wire.CodeInvalidData, func(rc *raw) {
-			rc.send(wire.NameID, 0, wire.ID{Address: rc.n.id.Address})
-		}},
-		{"bad hello", wire.CodeInvalidData, func(rc *raw) { rc.send(wire.NameHello, 0, map[string]any{"protocol": "one"}) }},
+			rc.send(wire.NameID, 5, wire.ID{Address: rc.n.id.Address})
+		}, 5},
+		{"bad hello", wire.CodeInvalidData, func(rc *raw) { rc.send(wire.NameHello, 0, map[string]any{"protocol": "one"}) }, 0},
 		{"protocol version", wire.CodeProtocolVersion, func(rc *raw) {
 			rc.send(wire.NameHello, 0, wire.Hello{Protocol: 2})
-		}},
+		}, 0},
 		{"id of another key", wire.CodeAddressMismatch, func(rc *raw) {
 			rc.hello()
 			rc.send(wire.NameID, 0, wire.ID{Address: other.id.Address})
-		}},
+		}, 0},
 		{"bad id", wire.CodeInvalidData, func(rc *raw) {
 			rc.hello()
 			rc.send(wire.NameID, 0, map[string]any{"address": rc.n.id.Address, "port": 1 << 20})
-		}},
-		{"slow client", wire.CodeTimeout, func(rc *raw) {}},
-		{"hello only", wire.CodeTimeout, func(rc *raw) { rc.hello() }},
+		}, 0},
+		{"slow client", wire.CodeTimeout, func(rc *raw) {}, 0},
+		{"hello only", wire.CodeTimeout, func(rc *raw) { rc.hello() }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := dialRaw(t, newNode(t), srv.addr)
 			tc.do(rc)
-			rc.expectError(tc.code)
+			if e, _ := rc.expectErrorFrame(tc.code); e.RID != tc.rid {
+				t.Errorf("error frame has rid %d, want %d (the offending frame's)", e.RID, tc.rid)
+			}
 			rc.expectQuit()
 			r := srv.next(t)
 			if CodeOf(r.err) != tc.code {
@@ -540,6 +544,44 @@ func TestConfig(t *testing.T) {
 	c, err := (Config{Identity: id}).withDefaults()
 	if err != nil || c.HandshakeTimeout != DefaultHandshakeTimeout || c.MaxFrameSize != wire.MaxFrameSize {
 		t.Errorf("defaults: %+v, %v", c, err)
+	}
+	if c.IdleTimeout != 120*time.Second || c.PingInterval != 60*time.Second {
+		t.Errorf("default keepalive: ping after %v, close after %v; want 1m0s, 2m0s", c.PingInterval, c.IdleTimeout)
+	}
+	// The ping interval follows the idle timeout unless set.
+	c, _ = (Config{Identity: id, IdleTimeout: 10 * time.Second}).withDefaults()
+	if c.PingInterval != 5*time.Second {
+		t.Errorf("idle timeout 10s: ping after %v, want 5s", c.PingInterval)
+	}
+}
+
+// A node with no room for a peer tells it why: the peer's handshake ends
+// with the error.
+func TestRefuse(t *testing.T) {
+	a, b := newNode(t), newNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	l, err := a.ep.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	refused := make(chan error, 1)
+	go func() {
+		c, err := l.AcceptTLS()
+		if err != nil {
+			refused <- err
+			return
+		}
+		refused <- Refuse(ctx, c, a.config(), wire.CodeTooManyConnections, "full")
+	}()
+	_, err = dial(t, b, l.Addr().String(), &a.id.Address, b.config())
+	var pe *ProtocolError
+	if !errors.As(err, &pe) || !pe.Remote || pe.Code != wire.CodeTooManyConnections || pe.Text != "full" {
+		t.Fatalf("handshake with a refusing node: %v, want remote error 9100 \"full\"", err)
+	}
+	if err := <-refused; err != nil {
+		t.Fatalf("Refuse: %v", err)
 	}
 }
 

@@ -187,7 +187,7 @@ func (s *Session) CloseWithError(code wire.Code, text string) {
 	if text == "" {
 		text = code.Text()
 	}
-	s.shutdown(&ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", text)...)
+	s.shutdown(&ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
 }
 
 // Send queues a one-way frame. It does not wait for the network: it fails
@@ -505,7 +505,7 @@ func (s *Session) sendError(e wire.Envelope, code wire.Code, text string) {
 func (s *Session) fail(code wire.Code, name, text string, cause error) {
 	pe := &ProtocolError{Code: code, Text: text, Name: name, Err: cause}
 	s.cfg.Logger.Debug("peer: closing session", "peer", s.info.Address, "err", pe)
-	s.shutdown(pe, finalFrames(code, name, text)...)
+	s.shutdown(pe, finalFrames(code, name, 0, text)...)
 }
 
 // writeLoop writes queued frames, batching what is queued into one flush,

@@ -28,7 +28,9 @@ const (
 	// not speak. The session is closed.
 	CodeProtocolVersion Code = 1040
 	// CodeDuplicateSession: the receiver already has a session with this
-	// peer and keeps that one. The session is closed.
+	// peer and keeps that one. The session is closed; the error comes
+	// after the handshake, or in place of hello when the connection was
+	// dialled only to check the peer's address.
 	CodeDuplicateSession Code = 1050
 
 	// CodeHashcash: a missing, malformed, expired, spent or too cheap
@@ -59,7 +61,8 @@ const (
 	// nothing, within the deadline. The session is closed.
 	CodeTimeout Code = 9090
 	// CodeTooManyConnections: the receiver has no room for another
-	// session (in all, or from the peer's network). The session is closed.
+	// connection (in all, or from the peer's IP address). It is sent in
+	// place of hello, and the connection is closed.
 	CodeTooManyConnections Code = 9100
 	// CodeUnknown: any other error.
 	CodeUnknown Code = 9999
