@@ -111,7 +111,7 @@ var Table = []Setting{
 	intSetting("max-per-ip", "4", "most sessions from one IP address", 1, 100000, func(s *Settings, n int) { s.MaxPerIP = n }),
 	intSetting("max-frame", "1048576", "largest frame a peer may send, in bytes (every node accepts 1 MiB)", 1<<20, 16<<20, func(s *Settings, n int) { s.MaxFrame = n }),
 	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
-	durationSetting("idle-timeout", "2m", "a session silent this long is pinged, and closed if the ping is not answered", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
+	durationSetting("idle-timeout", "2m", "a session silent this long is closed; it is pinged after half of it", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
 	intSetting("miners", "0", "hashcash miner goroutines; 0 means one per CPU", 0, 1024, func(s *Settings, n int) {
 		if n == 0 {
 			n = runtime.NumCPU()
