@@ -334,6 +334,10 @@ func (s *Service) suspect(a identity.Address) {
 // answers, and is replaced if it does not.
 func (s *Service) checkLive(ctx context.Context, n Node) {
 	if err := s.pingNode(ctx, n); err != nil {
+		if ctx.Err() != nil || !peerFailed(err) {
+			s.Logger.Debug("dht: liveness check not done", "node", n.Address.String(), "err", err)
+			return
+		}
 		s.Logger.Debug("dht: node failed its liveness check", "node", n.Address.String(), "err", err)
 		s.Table.Failed(n.Address)
 		return
@@ -383,16 +387,45 @@ func (s *Service) timeout() time.Duration {
 // FindNode asks n for the nodes closest to target: it implements Finder
 // over the kernel's sessions, paying each request with a stamp of the
 // bits n asks for.
-func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) (_ []Node, err error) {
+func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) ([]Node, error) {
 	// The addresses dialled may come from another node's reply: a failure
 	// says nothing sure about the node, and must not evict it from the
 	// table at once. A table node that fails is checked (checkLive, with
 	// the table's own addresses), and evicted if that fails too.
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			s.suspect(n.Address)
-		}
-	}()
+	nodes, err := s.findNode(ctx, n, target)
+	if err != nil && ctx.Err() == nil && peerFailed(err) {
+		s.suspect(n.Address)
+	}
+	return nodes, err
+}
+
+// localError marks a failure of this node's own (no stamp minted, a price
+// it will not pay): it says nothing about the peer.
+type localError struct{ error }
+
+func (e localError) Unwrap() error { return e.error }
+
+// peerFailed reports whether err, from a request to a peer, may mean the
+// peer is gone: not when this node failed (limits, a full inbox or queue,
+// minting), nor when the peer answered with an error frame.
+func peerFailed(err error) bool {
+	var local localError
+	var pe *peer.ProtocolError
+	switch {
+	case errors.As(err, &local),
+		errors.As(err, &pe) && pe.Remote,
+		errors.Is(err, kernel.ErrTooManyPeers),
+		errors.Is(err, router.ErrInboxFull),
+		errors.Is(err, router.ErrNoEndpoint),
+		errors.Is(err, router.ErrClosed),
+		errors.Is(err, peer.ErrQueueFull),
+		errors.Is(err, peer.ErrTooManyCalls):
+		return false
+	}
+	return true
+}
+
+func (s *Service) findNode(ctx context.Context, n Node, target identity.ID) ([]Node, error) {
 	if err := s.connect(ctx, n); err != nil {
 		return nil, err
 	}
@@ -404,11 +437,11 @@ func (s *Service) FindNode(ctx context.Context, n Node, target identity.ID) (_ [
 	}
 	bits := info.ID.Hashcash[Purpose]
 	if bits > max(s.Bits, MaxPeerBits) {
-		return nil, fmt.Errorf("node_find to %s: it asks %d bits of work, more than this node pays (%d)", n.Address, bits, max(s.Bits, MaxPeerBits))
+		return nil, localError{fmt.Errorf("node_find to %s: it asks %d bits of work, more than this node pays (%d)", n.Address, bits, max(s.Bits, MaxPeerBits))}
 	}
 	stamp, err := s.Mint(ctx, StampResource(n.Address), bits)
 	if err != nil {
-		return nil, fmt.Errorf("node_find to %s: %w", n.Address, err)
+		return nil, localError{fmt.Errorf("node_find to %s: mint: %w", n.Address, err)}
 	}
 	env, err := router.CallAs[wire.Envelope](ctx, s.ep, kernel.Endpoint, kernel.CallRequest{
 		To: n.Address, Name: NameFindNode,

@@ -350,3 +350,26 @@ func TestFailedRequestEvictsDeadNode(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Only a failure that may mean the peer is gone makes it a suspect: not
+// this node's own limits or minting, nor an error frame the peer sent.
+func TestPeerFailed(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("dial 192.0.2.1:25000: %w", errors.New("connection refused")), true},
+		{fmt.Errorf("node_find to x: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("node_find to x: %w", peer.ErrPeerQuit), true},
+		{fmt.Errorf("connect x: %w", kernel.ErrTooManyPeers), false},
+		{fmt.Errorf("call: %w", router.ErrInboxFull), false},
+		{fmt.Errorf("call: %w", peer.ErrQueueFull), false},
+		{localError{fmt.Errorf("node_find to x: mint: %w", context.DeadlineExceeded)}, false},
+		{fmt.Errorf("node_find to x: %w", &peer.ProtocolError{Code: wire.CodeBusy, Remote: true}), false},
+		{fmt.Errorf("node_find to x: %w", &peer.ProtocolError{Code: wire.CodeBusy}), true},
+	} {
+		if got := peerFailed(tc.err); got != tc.want {
+			t.Errorf("peerFailed(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -253,7 +253,6 @@ func (s *Scheduler) now() time.Time {
 	return time.Now()
 }
 
-// jittered returns every moved by up to ±jitter of itself.
 // maxJitter keeps a run's jitter within half the gap to its neighbours'
 // grid points, so that runs keep their order.
 const maxJitter = 0.45
