@@ -130,6 +130,9 @@ type Kernel struct {
 
 	mu       sync.Mutex
 	sessions map[identity.Address]*conn
+	// live holds every session not yet ended: the registered ones, and
+	// those closing as duplicates. Peers counts their traffic.
+	live     map[*peer.Session]struct{}
 	perIP    map[netip.Addr]int
 	inbound  int // sessions and handshakes
 	outbound int
@@ -141,7 +144,8 @@ type Kernel struct {
 	// runCtx is Run's context: sessions live as long as the kernel, not
 	// as long as the request that dialled them.
 	runCtx context.Context
-	// Traffic of the connections that have ended, and before this run.
+	// Traffic of the connections that have ended, and before this run. A
+	// session's traffic moves here from live under mu.
 	closedIn, closedOut atomic.Uint64
 
 	wg sync.WaitGroup
@@ -150,10 +154,18 @@ type Kernel struct {
 type conn struct {
 	s       *peer.Session
 	inbound bool
-	via     string       // outbound: the host:port dialled
-	used    atomic.Int64 // unix nanoseconds of the last request through it
-	evicted bool         // closed to make room; still registered until it ends
-	kept    bool         // with a --connect peer: never evicted
+	via     string // outbound: the host:port dialled
+	// verified holds the other host:ports at which the peer has answered
+	// with its address (see Connect).
+	verified map[string]bool
+	used     atomic.Int64 // unix nanoseconds of the last request through it
+	evicted  bool         // closed to make room; still registered until it ends
+	kept     bool         // with a --connect peer: never evicted
+}
+
+// reaches reports whether the peer of c is known to answer at hostport.
+func (c *conn) reaches(hostport string) bool {
+	return (!c.inbound && c.via == hostport) || c.verified[hostport]
 }
 
 func (c *conn) touch() { c.used.Store(time.Now().UnixNano()) }
@@ -177,6 +189,7 @@ func New(cfg Config) (*Kernel, error) {
 		ep:       ep,
 		log:      cfg.Logger,
 		sessions: make(map[identity.Address]*conn),
+		live:     make(map[*peer.Session]struct{}),
 		perIP:    make(map[netip.Addr]int),
 		targets:  make(map[string]*node.TargetInfo),
 	}, nil
@@ -428,9 +441,15 @@ var ErrTooManyPeers = errors.New("too many outbound sessions (max-outbound)")
 // A target's host:port must lead to its peer: a session with the
 // target's address that was not dialled to that host:port (the peer
 // dialled this node, or was reached at another host:port) does not show
-// that it does. Connect then dials the target all the same, and once the
-// TLS handshake has shown the address answers there, returns the session
-// it had and ends the new connection with error 1050.
+// that it does. If an outbound slot is free, Connect then dials the
+// target all the same, to check; the check never evicts a session. If
+// the TLS handshake shows that another key answers there, Connect fails
+// with an error wrapping transport.ErrAddressMismatch. Otherwise it
+// returns the session it had, ending the check connection with error
+// 1050: a check that cannot tell (no free slot, the host:port does not
+// answer, as for a peer behind NAT, or closes before TLS) is no reason
+// to give up a working session. A host:port that answered with the
+// address is remembered for the session and not checked again.
 func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, error) {
 	return k.connect(ctx, target, false)
 }
@@ -448,7 +467,7 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 			return nil, fmt.Errorf("connect %s: that is this node's own address", target)
 		}
 		if s := k.Session(*expect); s != nil {
-			if k.dialledTo(s, hostport) {
+			if k.reaches(s, hostport) {
 				k.markKept(s, keep)
 				return s, nil
 			}
@@ -458,15 +477,36 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 		k.markKept(s, keep)
 		return s, nil
 	}
+	// existing returns the session with expect, if the node still has
+	// one, as the outcome of a check that could not tell.
+	existing := func(why string, err error) *peer.Session {
+		s := k.Session(*expect)
+		if s != nil {
+			k.log.Debug("kernel: address not checked", "target", target, "why", why, "err", err)
+			k.markKept(s, keep)
+		}
+		return s
+	}
 	k.mu.Lock()
 	runCtx := k.runCtx
 	if runCtx == nil {
 		k.mu.Unlock()
 		return nil, fmt.Errorf("connect %s: kernel not running", target)
 	}
-	if k.outbound >= k.cfg.MaxOutbound && !k.evictIdleOutbound() {
-		k.mu.Unlock()
-		return nil, fmt.Errorf("connect %s: %w", target, ErrTooManyPeers)
+	if k.outbound >= k.cfg.MaxOutbound {
+		if check {
+			k.mu.Unlock()
+			if s := existing("no free outbound slot", nil); s != nil {
+				return s, nil
+			}
+			// The session ended meanwhile: dial for a new one.
+			check = false
+			k.mu.Lock()
+		}
+		if k.outbound >= k.cfg.MaxOutbound && !k.evictIdleOutbound() {
+			k.mu.Unlock()
+			return nil, fmt.Errorf("connect %s: %w", target, ErrTooManyPeers)
+		}
 	}
 	k.outbound++
 	k.mu.Unlock()
@@ -477,6 +517,11 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	c, err := k.dial(dctx, hostport, expect)
 	if err != nil {
 		release()
+		if check && ctx.Err() == nil && !errors.Is(err, transport.ErrAddressMismatch) {
+			if s := existing("check dial failed", err); s != nil {
+				return s, nil
+			}
+		}
 		return nil, fmt.Errorf("connect %s: %w", target, err)
 	}
 	if check {
@@ -484,6 +529,7 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 			peer.Refuse(dctx, c, k.sessionConfig(), wire.CodeDuplicateSession, "") // TLS is done: it cannot fail
 			k.countUnserved(c)
 			release()
+			k.markVerified(s, hostport)
 			k.markKept(s, keep)
 			return s, nil
 		}
@@ -546,10 +592,10 @@ func (k *Kernel) serve(ctx context.Context, s *peer.Session, inbound bool, via s
 // serveKept registers s (resolving a duplicate), runs it until it ends
 // and unregisters it. via is the host:port an outbound s was dialled to.
 // kept, if not nil, receives the session the node keeps with this peer (s
-// or the older one), or nil.
+// or the older one), or nil; target marks that session as one with a
+// --connect peer.
 func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, via string, kept chan<- *peer.Session, target bool) {
-	keep, drop := k.register(s, inbound, via)
-	k.markKept(keep, target)
+	keep, drop := k.register(s, inbound, via, target)
 	if kept != nil {
 		kept <- keep
 	}
@@ -560,21 +606,16 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, v
 	if keep != s {
 		// s never runs: count its traffic once it has closed.
 		<-s.Done()
-		st := s.Stats()
-		k.closedIn.Add(st.BytesIn)
-		k.closedOut.Add(st.BytesOut)
+		k.end(s)
 		return
 	}
 	ev := PeerEvent{Address: s.Peer(), Info: s.Info(), Inbound: inbound}
 	k.cfg.Router.Publish(TopicPeerUp, ev)
 	k.log.Info("peer connected", "peer", s.Peer().String(), "remote", s.Info().RemoteAddr.String(), "inbound", inbound)
 	err := s.Run(ctx)
-	st := s.Stats()
-	k.closedIn.Add(st.BytesIn)
-	k.closedOut.Add(st.BytesOut)
 	// A session replaced by a newer one with the same peer ends without
 	// announcing the peer gone: it is not.
-	if k.unregister(s) {
+	if k.end(s) {
 		k.cfg.Router.Publish(TopicPeerDown, ev)
 	}
 	k.log.Info("peer disconnected", "peer", s.Peer().String(), "err", err)
@@ -582,13 +623,15 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, v
 
 // register adds s, unless the node has a session with the same peer: of
 // the two it keeps the one dialled by the node with the lesser address (or
-// the newer, if the same node dialled both, its old one being stale).
-func (k *Kernel) register(s *peer.Session, inbound bool, via string) (keep, drop *peer.Session) {
+// the newer, if the same node dialled both, its old one being stale). The
+// session kept is marked as one with a --connect peer if target.
+func (k *Kernel) register(s *peer.Session, inbound bool, via string, target bool) (keep, drop *peer.Session) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.live[s] = struct{}{}
 	old, ok := k.sessions[s.Peer()]
 	if !ok {
-		c := &conn{s: s, inbound: inbound, via: via}
+		c := &conn{s: s, inbound: inbound, via: via, kept: target}
 		c.touch()
 		k.sessions[s.Peer()] = c
 		return s, nil
@@ -602,19 +645,25 @@ func (k *Kernel) register(s *peer.Session, inbound bool, via string) (keep, drop
 	}
 	newD, oldD := dialer(inbound), dialer(old.inbound)
 	if newD == oldD || lesser(newD, oldD) {
-		c := &conn{s: s, inbound: inbound, via: via}
+		c := &conn{s: s, inbound: inbound, via: via, kept: target || old.kept}
 		c.touch()
 		k.sessions[s.Peer()] = c
 		return s, old.s
 	}
+	old.kept = old.kept || target
 	return old.s, s
 }
 
-// unregister removes s and reports whether it was the peer's registered
-// session.
-func (k *Kernel) unregister(s *peer.Session) bool {
+// end removes s, which has ended, and moves its traffic to the totals, in
+// one step as Peers sees them. It reports whether s was the peer's
+// registered session.
+func (k *Kernel) end(s *peer.Session) bool {
+	st := s.Stats()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	delete(k.live, s)
+	k.closedIn.Add(st.BytesIn)
+	k.closedOut.Add(st.BytesOut)
 	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
 		delete(k.sessions, s.Peer())
 		return true
@@ -655,21 +704,35 @@ func (k *Kernel) markKept(s *peer.Session, keep bool) {
 	}
 }
 
-// dialledTo reports whether s is the registered session with its peer and
-// was dialled to hostport.
-func (k *Kernel) dialledTo(s *peer.Session, hostport string) bool {
+// reaches reports whether s is the registered session with its peer and
+// the peer is known to answer at hostport: s was dialled to it, or a
+// check found the peer there.
+func (k *Kernel) reaches(s *peer.Session, hostport string) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	c, ok := k.sessions[s.Peer()]
-	return ok && c.s == s && !c.inbound && c.via == hostport
+	return ok && c.s == s && c.reaches(hostport)
 }
 
-// sessionTo returns an outbound session dialled to hostport, or nil.
+// markVerified records that the peer of s answered at hostport.
+func (k *Kernel) markVerified(s *peer.Session, hostport string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
+		if c.verified == nil {
+			c.verified = make(map[string]bool)
+		}
+		c.verified[hostport] = true
+	}
+}
+
+// sessionTo returns a session whose peer is known to answer at hostport,
+// or nil.
 func (k *Kernel) sessionTo(hostport string) *peer.Session {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, c := range k.sessions {
-		if !c.inbound && !c.evicted && c.via == hostport {
+		if !c.evicted && c.reaches(hostport) {
 			c.touch()
 			return c.s
 		}
@@ -765,8 +828,13 @@ func (k *Kernel) setTarget(target string, s *peer.Session, err error) {
 
 // Peers describes the sessions.
 func (k *Kernel) Peers() Peers {
-	p := Peers{TrafficIn: k.closedIn.Load(), TrafficOut: k.closedOut.Load()}
 	k.mu.Lock()
+	// A session's traffic is in the totals or in live, never both.
+	p := Peers{TrafficIn: k.closedIn.Load(), TrafficOut: k.closedOut.Load()}
+	live := make([]*peer.Session, 0, len(k.live))
+	for s := range k.live {
+		live = append(live, s)
+	}
 	conns := make([]*conn, 0, len(k.sessions))
 	for _, c := range k.sessions {
 		conns = append(conns, c)
@@ -782,6 +850,11 @@ func (k *Kernel) Peers() Peers {
 	if a := k.ListenAddr(); a != nil {
 		p.Listen = a.String()
 	}
+	for _, s := range live {
+		st := s.Stats()
+		p.TrafficIn += st.BytesIn
+		p.TrafficOut += st.BytesOut
+	}
 	for _, c := range conns {
 		st := c.s.Stats()
 		info := c.s.Info()
@@ -792,8 +865,6 @@ func (k *Kernel) Peers() Peers {
 		} else {
 			p.Outbound++
 		}
-		p.TrafficIn += st.BytesIn
-		p.TrafficOut += st.BytesOut
 		remote := ""
 		if info.RemoteAddr != nil {
 			remote = info.RemoteAddr.String()

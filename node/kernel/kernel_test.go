@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -371,7 +373,7 @@ func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
 	b, c := newKernel(t, nil), newKernel(t, nil)
 	wrong := fmt.Sprintf("%s@%s", b.Address(), c.ListenAddr()) // c answers there, not b
 	k := newKernel(t, func(cfg *Config) { cfg.Connect = []string{b.target()} })
-	b.waitUp(t, k.Address())
+	k.waitUp(t, b.Address())
 
 	// As the redial of a --connect target does.
 	if _, err := k.connect(context.Background(), wrong, true); !errors.Is(err, transport.ErrAddressMismatch) {
@@ -380,10 +382,21 @@ func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
 	// The same peer named at another host:port that does lead to it: the
 	// session is kept, and no second one is made.
 	s := k.Session(b.Address())
-	other := fmt.Sprintf("%s@localhost:%d", b.Address(), b.ListenAddr().Port)
+	fwd, dials := forward(t, b.ListenAddr().String())
+	other := fmt.Sprintf("%s@%s", b.Address(), fwd)
 	got, err := k.connect(context.Background(), other, true)
 	if err != nil || got != s {
 		t.Fatalf("target %s: %v (same session: %v)", other, err, got == s)
+	}
+	// Once the host:port has answered with the address, it is not checked
+	// again, and leads to the session as a host:port alone.
+	for _, target := range []string{other, fwd} {
+		if got, err := k.Connect(context.Background(), target); err != nil || got != s {
+			t.Fatalf("target %s again: %v (same session: %v)", target, err, got == s)
+		}
+	}
+	if n := dials(); n != 1 {
+		t.Fatalf("%s dialled %d times, want once", fwd, n)
 	}
 	if p := k.Peers(); p.Outbound != 1 || p.Inbound != 0 {
 		t.Fatalf("k has %d outbound and %d inbound sessions, want 1 and 0", p.Outbound, p.Inbound)
@@ -401,5 +414,175 @@ func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
 	}
 	if p := k.Peers(); p.Outbound+p.Inbound != 1 {
 		t.Fatalf("k has %d sessions, want 1", p.Outbound+p.Inbound)
+	}
+}
+
+// forward listens on a port of its own and forwards each connection to
+// to. It returns its address and a count of the connections it accepted.
+func forward(t *testing.T, to string) (addr string, accepted func() int) {
+	t.Helper()
+	return listen(t, func(c net.Conn) {
+		defer c.Close()
+		d, err := net.Dial("tcp", to)
+		if err != nil {
+			return
+		}
+		defer d.Close()
+		go func() { io.Copy(d, c); d.(*net.TCPConn).CloseWrite() }()
+		io.Copy(c, d)
+	})
+}
+
+// listen serves each connection to a port of its own with serve. It
+// returns its address and a count of the connections it accepted.
+func listen(t *testing.T, serve func(net.Conn)) (addr string, accepted func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				serve(c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns)
+	}
+}
+
+// A check of a target's host:port that cannot tell whether the peer
+// answers there (nothing listens, or it closes before TLS, as a peer
+// behind NAT or over its limits does) keeps the session with the peer.
+func TestInconclusiveCheckKeepsSession(t *testing.T) {
+	k, b := newKernel(t, nil), newKernel(t, nil)
+	if _, err := b.Connect(context.Background(), k.target()); err != nil {
+		t.Fatal(err)
+	}
+	k.waitUp(t, b.Address())
+	s := k.Session(b.Address())
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().String()
+	l.Close()
+	closer, accepted := listen(t, func(c net.Conn) { c.Close() })
+
+	for _, hostport := range []string{refused, closer} {
+		target := fmt.Sprintf("%s@%s", b.Address(), hostport)
+		if got, err := k.Connect(context.Background(), target); err != nil || got != s {
+			t.Fatalf("Connect(%s): %v (same session: %v)", target, err, got == s)
+		}
+	}
+	if accepted() != 1 {
+		t.Fatalf("the closing listener accepted %d connections, want 1", accepted())
+	}
+	if p := k.Peers(); len(p.Connections) != 1 {
+		t.Fatalf("k has %d sessions, want 1", len(p.Connections))
+	}
+}
+
+// At max-outbound, checking a target's host:port never closes another
+// peer's session to make room: the check is skipped.
+func TestCheckNeverEvicts(t *testing.T) {
+	b, c := newKernel(t, nil), newKernel(t, nil)
+	k := newKernel(t, func(cfg *Config) { cfg.MaxOutbound = 1 })
+	sb, err := k.Connect(context.Background(), b.target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Connect(context.Background(), k.target()); err != nil {
+		t.Fatal(err)
+	}
+	k.waitUp(t, c.Address())
+	sc := k.Session(c.Address())
+
+	fwd, dials := forward(t, c.ListenAddr().String())
+	target := fmt.Sprintf("%s@%s", c.Address(), fwd)
+	if got, err := k.Connect(context.Background(), target); err != nil || got != sc {
+		t.Fatalf("Connect(%s) at max-outbound: %v (same session: %v)", target, err, got == sc)
+	}
+	if k.Session(b.Address()) != sb {
+		t.Fatal("the session with b was evicted for the check")
+	}
+	if n := dials(); n != 0 {
+		t.Fatalf("%s dialled %d times at max-outbound, want never", fwd, n)
+	}
+}
+
+// The traffic totals never go down, as they would if a session that ends
+// were counted twice for a moment.
+func TestTrafficTotalsNeverDecrease(t *testing.T) {
+	b := newKernel(t, nil)
+	const n = 8
+	for range n {
+		a := newKernel(t, nil)
+		if _, err := a.Connect(context.Background(), b.target()); err != nil {
+			t.Fatal(err)
+		}
+		b.waitUp(t, a.Address())
+	}
+	stop := make(chan struct{})
+	polled := make(chan error, 1)
+	go func() {
+		var last Peers
+		for {
+			select {
+			case <-stop:
+				polled <- nil
+				return
+			default:
+			}
+			p := b.Peers()
+			if p.TrafficIn < last.TrafficIn || p.TrafficOut < last.TrafficOut {
+				polled <- fmt.Errorf("traffic went from in %d, out %d to in %d, out %d",
+					last.TrafficIn, last.TrafficOut, p.TrafficIn, p.TrafficOut)
+				return
+			}
+			last = p
+		}
+	}()
+	b.closeAll("test")
+	for range n {
+		select {
+		case <-b.down.C():
+		case <-time.After(10 * time.Second):
+			t.Fatal("sessions not ended")
+		}
+	}
+	close(stop)
+	if err := <-polled; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -194,17 +194,27 @@ func TestConnContextEndsWhenClientLeaves(t *testing.T) {
 }
 
 // A client that shuts down its writing side still gets the replies to
-// the requests it sent.
+// the requests it sent, even those answered after the server has seen it
+// stop sending.
 func TestRepliesAfterHalfClose(t *testing.T) {
-	release := make(chan struct{})
+	halfClosed := make(chan struct{})
 	path := startNode(t, map[string]Handler{
+		// watch returns when the connection's context ends: when the
+		// server has seen the client stop sending.
+		"watch": func(_ context.Context, c *Conn, _ json.RawMessage) (any, error) {
+			<-c.Context().Done()
+			close(halfClosed)
+			return "seen", nil
+		},
 		"slow": func(ctx context.Context, _ *Conn, _ json.RawMessage) (any, error) {
 			select {
-			case <-release:
-				return "done", nil
+			case <-halfClosed:
 			case <-ctx.Done():
-				return nil, ctx.Err()
 			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return "done", nil
 		},
 	})
 	nc, err := net.Dial("unix", path)
@@ -213,19 +223,27 @@ func TestRepliesAfterHalfClose(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(nc, `{"name":"slow","rid":1}`+"\n"); err != nil {
+	if _, err := io.WriteString(nc, `{"name":"watch","rid":1}`+"\n"+`{"name":"slow","rid":2}`+"\n"); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.(*net.UnixConn).CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	line, err := bufio.NewReader(nc).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no reply after closing the writing side: %v", err)
+	replies := make(map[uint64]string)
+	br := bufio.NewReader(nc)
+	for range 2 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no reply after closing the writing side: %v", err)
+		}
+		var f Frame
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatalf("reply %q: %v", line, err)
+		}
+		replies[f.RID] = line
 	}
 	var f Frame
-	if err := json.Unmarshal([]byte(line), &f); err != nil || f.Name != "slow" || string(f.Data) != `"done"` {
-		t.Fatalf("reply %q, %v; want slow \"done\"", line, err)
+	if err := json.Unmarshal([]byte(replies[2]), &f); err != nil || f.Name != "slow" || string(f.Data) != `"done"` {
+		t.Fatalf("reply to slow %q, %v; want slow \"done\"", replies[2], err)
 	}
 }
