@@ -517,8 +517,11 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			usage("/nick [NAME] (a nickname is one word)")
 			return false
 		}
-		var nick string
-		if err := con.cc.call(ctx, "nick", talk.NickArgs{Nickname: strings.Join(args, "")}, &nick); err != nil {
+		var name, nick string // name: the new one, or none to show the current
+		if len(args) == 1 {
+			name = args[0]
+		}
+		if err := con.cc.call(ctx, "nick", talk.NickArgs{Nickname: name}, &nick); err != nil {
 			con.println("ERROR: " + errText(err))
 			return false
 		}

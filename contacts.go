@@ -119,14 +119,16 @@ func addContact(c *cli.Context) error {
 	return nil
 }
 
+const removeUsage = "usage: phpchat-node contacts remove ID [--json] (ID: a number from contacts list)"
+
 func removeContact(c *cli.Context) error {
 	args, asJSON, err := argsAndJSON(c)
 	if err != nil || len(args) != 1 {
-		return cli.Exit("usage: phpchat-node contacts remove ID [--json] (ID: a number from contacts list)", exitSettings)
+		return cli.Exit(removeUsage, exitSettings)
 	}
 	id, err := strconv.ParseUint(args[0], 10, 64)
 	if err != nil {
-		return cli.Exit("usage: phpchat-node contacts remove ID [--json] (ID: a number from contacts list)", exitSettings)
+		return cli.Exit(removeUsage, exitSettings)
 	}
 	err = withContacts(c, func(ctx context.Context, b contactBook) error { return b.remove(ctx, id) })
 	if err != nil {

@@ -25,7 +25,7 @@ type sample struct {
 	TrafficInRate  float64 `json:"traffic_in_rate"`  // bytes per second
 	TrafficOutRate float64 `json:"traffic_out_rate"` // bytes per second
 
-	gone []string // the text view's letters of connections closed lately
+	gone int // connections closed lately, shown as 'x' in the text view
 }
 
 // goneFor is how long the text view shows a closed connection, as 'x'.
@@ -55,13 +55,13 @@ func (cc *closedConns) update(s *sample, now time.Time) {
 		}
 	}
 	cc.open = open
-	s.gone = nil
+	s.gone = 0
 	for a, at := range cc.gone {
 		if now.Sub(at) >= goneFor {
 			delete(cc.gone, a)
 			continue
 		}
-		s.gone = append(s.gone, "x")
+		s.gone++
 	}
 }
 
@@ -188,11 +188,13 @@ func writeLive(b *strings.Builder, s sample, width int) {
 	// One letter per connection, as the original: o outbound, i inbound,
 	// t talk request pending, T talking, x closed in the last seconds.
 	var letters strings.Builder
-	all := make([]string, 0, len(s.Connections)+len(s.gone))
+	all := make([]string, 0, len(s.Connections)+s.gone)
 	for _, c := range s.Connections {
 		all = append(all, c.Status)
 	}
-	all = append(all, s.gone...)
+	for range s.gone {
+		all = append(all, "x")
+	}
 	for i, l := range all {
 		if i > 0 && i%(width-16) == 0 {
 			letters.WriteString("\n" + strings.Repeat(" ", 15))

@@ -528,13 +528,7 @@ func (s *Service) allow(sess *peer.Session) bool {
 		}
 		// Forget sessions that ended, should their peer.down event have
 		// been dropped.
-		for old := range s.limits {
-			select {
-			case <-old.Done():
-				delete(s.limits, old)
-			default:
-			}
-		}
+		s.forgetEndedLocked()
 		b = &bucketLimit{tokens: floodBurst, last: time.Now()}
 		s.limits[sess] = b
 	}
@@ -640,6 +634,14 @@ func (s *Service) refreshOlder(ctx context.Context, age time.Duration) error {
 func (s *Service) expire() {
 	n := s.Table.ExpireReplacements(replaceAge)
 	s.mu.Lock()
+	s.forgetEndedLocked()
+	s.mu.Unlock()
+	s.Logger.Debug("dht: expired", "replacements", n)
+}
+
+// forgetEndedLocked drops the flood limits of sessions that have ended.
+// s.mu is held.
+func (s *Service) forgetEndedLocked() {
 	for sess := range s.limits {
 		select {
 		case <-sess.Done():
@@ -647,8 +649,6 @@ func (s *Service) expire() {
 		default:
 		}
 	}
-	s.mu.Unlock()
-	s.Logger.Debug("dht: expired", "replacements", n)
 }
 
 // ping checks the nodes that have been quiet for a while.

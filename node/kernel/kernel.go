@@ -558,22 +558,16 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	}
 }
 
-// dial connects to hostport and runs the TLS handshake, refusing a peer
-// other than expect if it is not nil. It is transport's Endpoint.Dial,
-// counting the bytes of a failed handshake.
+// dial is the transport's Dial, adding the bytes of a failed TLS
+// handshake to the totals.
 func (k *Kernel) dial(ctx context.Context, hostport string, expect *identity.Address) (*tls.Conn, error) {
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", hostport)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", hostport, err)
+	c, err := k.ep.Dial(ctx, hostport, expect)
+	var he *transport.HandshakeError
+	if errors.As(err, &he) {
+		k.closedIn.Add(he.BytesRead)
+		k.closedOut.Add(he.BytesWritten)
 	}
-	c := k.ep.Client(raw, expect)
-	if err := c.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		k.countUnserved(c)
-		return nil, fmt.Errorf("TLS handshake with %s: %w", hostport, err)
-	}
-	return c, nil
+	return c, err
 }
 
 // countUnserved adds the traffic of c, a closed connection that carries

@@ -89,6 +89,24 @@ func (k *testKernel) waitUp(t *testing.T, addr identity.Address) PeerEvent {
 	}
 }
 
+// waitUpAll waits for k's sessions with every one of addrs, in any order.
+func (k *testKernel) waitUpAll(t *testing.T, addrs ...identity.Address) {
+	t.Helper()
+	want := make(map[identity.Address]bool, len(addrs))
+	for _, a := range addrs {
+		want[a] = true
+	}
+	timeout := time.After(10 * time.Second)
+	for len(want) > 0 {
+		select {
+		case ev := <-k.up.C():
+			delete(want, ev.(PeerEvent).Address)
+		case <-timeout:
+			t.Fatalf("no session with %d of %d peers", len(want), len(addrs))
+		}
+	}
+}
+
 func TestTwoNodesConnect(t *testing.T) {
 	a := newKernel(t, nil)
 	b := newKernel(t, nil)
@@ -136,7 +154,8 @@ func TestThreeNodesOverRouter(t *testing.T) {
 	if _, err := b.Connect(context.Background(), c.target()); err != nil {
 		t.Fatal(err)
 	}
-	c.waitUp(t, b.Address())
+	// c registers each inbound session on its own: wait for both.
+	c.waitUpAll(t, a.Address(), b.Address())
 	v, err := ep.Call(context.Background(), Endpoint, PeersRequest{})
 	if err != nil || v.(Peers).Outbound != 2 {
 		t.Fatalf("a's peers: %+v, %v", v, err)

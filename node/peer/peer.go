@@ -31,8 +31,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultIdleTimeout      = 120 * time.Second
-	DefaultPingInterval     = DefaultIdleTimeout / 2 // unset, PingInterval is half of IdleTimeout
+	DefaultIdleTimeout      = 120 * time.Second // a session is pinged at half of it
 	DefaultWriteTimeout     = 30 * time.Second
 	DefaultCallTimeout      = 30 * time.Second
 	DefaultCloseTimeout     = 2 * time.Second

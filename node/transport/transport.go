@@ -262,10 +262,26 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, expect *identity.Addre
 	c := e.Client(raw, expect)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("transport: TLS handshake with %s: %w", addr, err)
+		cc := c.NetConn().(*CountingConn)
+		return nil, &HandshakeError{Addr: addr, Err: err, BytesRead: cc.BytesRead(), BytesWritten: cc.BytesWritten()}
 	}
 	return c, nil
 }
+
+// A HandshakeError is Dial's error when the TLS handshake fails, with the
+// bytes the failed handshake read and wrote.
+type HandshakeError struct {
+	Addr                    string
+	Err                     error
+	BytesRead, BytesWritten uint64
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("transport: TLS handshake with %s: %v", e.Addr, e.Err)
+}
+
+// Unwrap returns the cause, such as ErrAddressMismatch.
+func (e *HandshakeError) Unwrap() error { return e.Err }
 
 // Listen listens for peers on addr ("host:port", "[::]:25000"). The
 // listener's connections are *tls.Conn from Server, handshake not yet
