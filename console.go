@@ -21,7 +21,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
-	"github.com/phpchat/phpchat-node/subsystems/talk"
+	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
 func consoleCommand() *cli.Command {
@@ -100,7 +100,7 @@ func runConsole(c *cli.Context) error {
 			}
 		}
 	}()
-	con := &console{t: t, cc: cc, talks: make(map[int]talk.TalkInfo)}
+	con := &console{t: t, cc: cc, talks: make(map[int]talkapi.TalkInfo)}
 	return con.run(ctx)
 }
 
@@ -111,8 +111,8 @@ type console struct {
 
 	mu      sync.Mutex
 	current int // the talk lines go to; 0: none
-	talks   map[int]talk.TalkInfo
-	self    talk.State
+	talks   map[int]talkapi.TalkInfo
+	self    talkapi.State
 }
 
 func (con *console) run(ctx context.Context) error {
@@ -124,11 +124,11 @@ func (con *console) run(ctx context.Context) error {
 	attached := make(chan error, 1)
 	var once sync.Once
 	go con.cc.readLoop(func(f control.Frame) { // ends when the connection closes
-		var ev talk.Event
+		var ev talkapi.Event
 		if err := json.Unmarshal(f.Data, &ev); err != nil {
 			return
 		}
-		if ev.Kind == talk.KindAttached {
+		if ev.Kind == talkapi.KindAttached {
 			once.Do(func() { attached <- nil })
 		}
 		con.show(ev)
@@ -227,7 +227,7 @@ func (con *console) setCurrent(n int) {
 }
 
 // show prints an event from the node.
-func (con *console) show(ev talk.Event) {
+func (con *console) show(ev talkapi.Event) {
 	name := func() string {
 		if ev.Nickname != "" {
 			return ev.Nickname
@@ -255,7 +255,7 @@ func (con *console) show(ev talk.Event) {
 		}
 	}
 	switch ev.Kind {
-	case talk.KindAttached:
+	case talkapi.KindAttached:
 		con.mu.Lock()
 		con.self = *ev.State
 		for _, t := range ev.State.Talks {
@@ -274,49 +274,49 @@ func (con *console) show(ev talk.Event) {
 				con.printf("Talk request %d to %s waits for an answer.", t.Talk, t.Peer)
 			}
 		}
-	case talk.KindCalling:
+	case talkapi.KindCalling:
 		con.mu.Lock()
-		con.talks[ev.Talk] = talk.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "calling", Outgoing: true}
+		con.talks[ev.Talk] = talkapi.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "calling", Outgoing: true}
 		con.mu.Unlock()
 		introduce()
 		con.printf("Sending talk request to %s ...", name())
-	case talk.KindRinging:
+	case talkapi.KindRinging:
 		con.printf("Talk request sent to %s. Waiting for response ...", name())
-	case talk.KindResponse:
+	case talkapi.KindResponse:
 		forget()
 		switch ev.Status {
-		case talk.StatusDeclined:
+		case talkapi.StatusDeclined:
 			con.printf("Talk request declined.")
-		case talk.StatusTimedOut:
+		case talkapi.StatusTimedOut:
 			con.printf("Talk request timed out.")
-		case talk.StatusNoUI:
+		case talkapi.StatusNoUI:
 			con.printf("%s has no user interface. Can't talk to you.", name())
 		}
-	case talk.KindFailed:
+	case talkapi.KindFailed:
 		forget()
 		con.printf("Talk request to %s failed: %s", name(), ev.Text)
-	case talk.KindRequest:
+	case talkapi.KindRequest:
 		con.mu.Lock()
-		con.talks[ev.Talk] = talk.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "ringing", Remote: ev.Remote}
+		con.talks[ev.Talk] = talkapi.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "ringing", Remote: ev.Remote}
 		con.mu.Unlock()
 		introduce()
 		con.printf("User %q wants to talk to you.", ev.Nickname)
 		con.printf("Type \"/request accept %d\" to get in touch.", ev.Talk)
-	case talk.KindRequestClosed:
+	case talkapi.KindRequestClosed:
 		forget()
 		switch {
-		case ev.Status == talk.StatusDeclined:
+		case ev.Status == talkapi.StatusDeclined:
 			con.printf("Declined talk request ID %d.", ev.Talk)
-		case ev.Status == talk.StatusTimedOut:
+		case ev.Status == talkapi.StatusTimedOut:
 			con.printf("Talk request ID %d timed-out.", ev.Talk)
 		case ev.ByPeer:
 			con.printf("Talk request ID %d withdrawn by %q.", ev.Talk, ev.Nickname)
 		default:
 			con.printf("Talk request ID %d ended: %s", ev.Talk, ev.Text)
 		}
-	case talk.KindOpen:
+	case talkapi.KindOpen:
 		con.mu.Lock()
-		con.talks[ev.Talk] = talk.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "open", Outgoing: ev.Outgoing}
+		con.talks[ev.Talk] = talkapi.TalkInfo{Talk: ev.Talk, Peer: ev.Peer, Nickname: ev.Nickname, State: "open", Outgoing: ev.Outgoing}
 		switchTo := con.current == 0
 		con.mu.Unlock()
 		if switchTo {
@@ -328,7 +328,7 @@ func (con *console) show(ev talk.Event) {
 			con.printf("Accepted talk request ID %d.", ev.Talk)
 		}
 		con.printf("Now talking to %q (talk %d).", ev.Nickname, ev.Talk)
-	case talk.KindMsg:
+	case talkapi.KindMsg:
 		con.mu.Lock()
 		cur := con.current
 		con.mu.Unlock()
@@ -337,7 +337,7 @@ func (con *console) show(ev talk.Event) {
 		} else {
 			con.printf("[%d] <%s> %s", ev.Talk, ev.Nickname, ev.Text)
 		}
-	case talk.KindNick:
+	case talkapi.KindNick:
 		if ev.Mine {
 			con.printf("New nickname: %s", ev.Nickname)
 			return
@@ -352,7 +352,7 @@ func (con *console) show(ev talk.Event) {
 			con.setCurrent(cur)
 		}
 		con.printf("User %q is now known as %q.", ev.OldNickname, ev.Nickname)
-	case talk.KindClosed:
+	case talkapi.KindClosed:
 		forget()
 		switch {
 		case ev.ByPeer:
@@ -362,7 +362,7 @@ func (con *console) show(ev talk.Event) {
 		default:
 			con.printf("Talk with %q closed.", name())
 		}
-	case talk.KindDropped:
+	case talkapi.KindDropped:
 		con.printf("%d events were lost while no console was attached.", ev.Count)
 	}
 }
@@ -382,7 +382,7 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			con.println("Not talking to anyone. Usage: /connect ADDRESS@HOST:PORT, /talk NICK|ADDRESS or /request accept N")
 			return false
 		}
-		if err := con.cc.call(ctx, "talk.send", talk.SendArgs{Talk: cur, Text: line}, nil); err != nil {
+		if err := con.cc.call(ctx, "talk.send", talkapi.SendArgs{Talk: cur, Text: line}, nil); err != nil {
 			con.println("ERROR: " + errText(err))
 		}
 		return false
@@ -417,8 +417,8 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			return false
 		}
 		con.printf("Connecting to %s ...", args[0])
-		var ti talk.TalkInfo
-		if err := con.cc.call(ctx, "talk.connect", talk.ConnectArgs{Target: args[0]}, &ti); err != nil {
+		var ti talkapi.TalkInfo
+		if err := con.cc.call(ctx, "talk.connect", talkapi.ConnectArgs{Target: args[0]}, &ti); err != nil {
 			con.printf("Connection to %s failed: %s", args[0], errText(err))
 			return false
 		}
@@ -428,13 +428,13 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			usage("/talk NICK|ADDRESS")
 			return false
 		}
-		if err := con.cc.call(ctx, "talk.request", talk.PeerArgs{Peer: args[0]}, nil); err != nil {
+		if err := con.cc.call(ctx, "talk.request", talkapi.PeerArgs{Peer: args[0]}, nil); err != nil {
 			con.println("ERROR: " + errText(err))
 		}
 	case "/request":
 		switch {
 		case len(args) == 0:
-			var list []talk.TalkInfo
+			var list []talkapi.TalkInfo
 			if err := con.cc.call(ctx, "talk.requests", nil, &list); err != nil {
 				con.println("ERROR: " + errText(err))
 				return false
@@ -455,7 +455,7 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			if args[0] == "decline" {
 				fn = "talk.decline"
 			}
-			if err := con.cc.call(ctx, fn, talk.TalkArgs{Talk: n}, nil); err != nil {
+			if err := con.cc.call(ctx, fn, talkapi.TalkArgs{Talk: n}, nil); err != nil {
 				con.printf("Talk request ID %d: %s", n, errText(err))
 			}
 		default:
@@ -473,13 +473,13 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 			con.printf("Nothing done.")
 			return false
 		}
-		if err := con.cc.call(ctx, "talk.close", talk.TalkArgs{Talk: cur}, nil); err != nil {
+		if err := con.cc.call(ctx, "talk.close", talkapi.TalkArgs{Talk: cur}, nil); err != nil {
 			con.println("ERROR: " + errText(err))
 		}
 	case "/switch":
 		switch len(args) {
 		case 0:
-			var list []talk.TalkInfo
+			var list []talkapi.TalkInfo
 			if err := con.cc.call(ctx, "talk.list", nil, &list); err != nil {
 				con.println("ERROR: " + errText(err))
 				return false
@@ -521,7 +521,7 @@ func (con *console) handle(ctx context.Context, line string) (quit bool) {
 		if len(args) == 1 {
 			name = args[0]
 		}
-		if err := con.cc.call(ctx, "nick", talk.NickArgs{Nickname: name}, &nick); err != nil {
+		if err := con.cc.call(ctx, "nick", talkapi.NickArgs{Nickname: name}, &nick); err != nil {
 			con.println("ERROR: " + errText(err))
 			return false
 		}
@@ -641,7 +641,7 @@ func (cc *consoleConn) readLoop(onEvent func(control.Frame)) {
 		switch {
 		case ch != nil:
 			ch <- f // buffered
-		case f.Name == talk.EventFrame:
+		case f.Name == talkapi.EventFrame:
 			onEvent(f)
 		case f.RID == stream && f.Name == "error" && onErr != nil:
 			onErr(remoteError(f))

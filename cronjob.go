@@ -9,7 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/phpchat/phpchat-node/subsystems/control"
-	"github.com/phpchat/phpchat-node/subsystems/cron"
+	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 )
 
 func cronjobCommand() *cli.Command {
@@ -47,7 +47,7 @@ func cronjobCommand() *cli.Command {
 				return cli.Exit(fmt.Sprintf("cronjob: %v", err), exitFailure)
 			}
 			defer cl.Close()
-			var res []cron.Result
+			var res []cronapi.Result
 			if err := cl.Call(ctx, "cron.run", req, &res, nil); err != nil {
 				return cli.Exit(fmt.Sprintf("cronjob: %v", err), exitFailure)
 			}

@@ -12,7 +12,7 @@ import (
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/router"
-	"github.com/phpchat/phpchat-node/subsystems/miner"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
 )
 
 // hashcashCommand mirrors the reference C tool: mint, check, speed.
@@ -104,7 +104,7 @@ func mintStamp(ctx context.Context, resource string, bits, workers int, hashes *
 
 // minerInfo adds the miner pool's figures to Info.
 func minerInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	st, err := router.CallAs[miner.Stats](ctx, ep, miner.Endpoint, miner.StatsRequest{})
+	st, err := router.CallAs[minerapi.Stats](ctx, ep, minerapi.Endpoint, minerapi.StatsRequest{})
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,6 +13,7 @@ import (
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/dht"
+	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernel"
 	"github.com/phpchat/phpchat-node/node/router"
@@ -25,7 +24,9 @@ import (
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
+	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 	"github.com/phpchat/phpchat-node/subsystems/miner"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
 	"github.com/phpchat/phpchat-node/subsystems/talk"
 )
 
@@ -113,18 +114,11 @@ func runNode(c *cli.Context) error {
 func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) error {
 	r := router.New()
 	info := localInfo(l, s, id)
-	handlers := control.NodeHandlers()
-	maps.Copy(handlers, control.ContactHandlers(db.Contacts()))
-	maps.Copy(handlers, control.CronHandlers())
-	maps.Copy(handlers, talk.ControlHandlers(r, db.Contacts()))
-	handlers["peers"] = func(ctx context.Context, c *control.Conn, _ json.RawMessage) (any, error) {
-		return c.Endpoint.Call(ctx, kernel.Endpoint, kernel.PeersRequest{})
-	}
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
 		Logger:   logger.With("subsystem", "control"),
-		Handlers: handlers,
+		Handlers: control.Functions(r, db.Contacts()),
 		Timeouts: map[string]time.Duration{"cron.run": control.CronRunTimeout},
 	}
 	// The endpoint of run's own calls: minting for the DHT, cron jobs.
@@ -134,17 +128,14 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	}
 	defer self.Close()
 	dhtSvc := &dht.Service{
-		Router: r, Logger: logger.With("subsystem", "dht"), Table: dht.NewTable(id.Address),
+		Router: r, Logger: logger.With("subsystem", "dht"), Self: id.Address, Table: dht.NewTable(id.Address),
 		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: s.NodeFindBits,
-		Bootstrap: s.Bootstrap, Mint: poolMinter(self, miner.Background),
+		Bootstrap: s.Bootstrap, Mint: poolMinter(self, minerapi.Background),
 	}
 	talkSvc := talk.New(talk.Config{
 		Router: r, Logger: logger.With("subsystem", "talk"), Self: id.Address, Contacts: db.Contacts(),
 		Stamps: &stamps.Checker{Spent: db.Stamps()}, Nickname: s.Nickname, Timeout: s.TalkTimeout, Bits: s.TalkBits,
 	})
-	frameHandlers := map[string]kernel.FrameHandler{}
-	maps.Copy(frameHandlers, talkSvc.FrameHandlers())
-	maps.Copy(frameHandlers, dhtSvc.Handlers())
 	k, err := kernel.New(kernel.Config{
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
 		Listen: s.Listen, Connect: s.Connect,
@@ -152,7 +143,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
 		Capabilities: []string{"dht", "talk"},
 		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},
-		Handlers:     frameHandlers,
+		Names:        append([]string{dht.NameFindNode}, talk.Names...),
 	})
 	if err != nil {
 		return err
@@ -184,7 +175,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 
 // cronInfo adds the scheduler's jobs to Info.
 func cronInfo(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	sts, err := router.CallAs[[]cron.Status](ctx, ep, cron.Endpoint, cron.StatusRequest{})
+	sts, err := router.CallAs[[]cronapi.Status](ctx, ep, cronapi.Endpoint, cronapi.StatusRequest{})
 	if err != nil {
 		return err
 	}
@@ -201,7 +192,7 @@ func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
 		return func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			_, err := ep.Call(ctx, dht.Endpoint, dht.JobRequest{Job: name})
+			_, err := ep.Call(ctx, dhtapi.Endpoint, dhtapi.JobRequest{Job: name})
 			return err
 		}
 	}
@@ -223,7 +214,7 @@ func cronJobs(db *store.DB, ep *router.Endpoint) []cron.Job {
 }
 
 // poolMinter returns a function that mints stamps through the miner pool.
-func poolMinter(ep *router.Endpoint, pr miner.Priority) func(context.Context, string, int) (string, error) {
+func poolMinter(ep *router.Endpoint, pr minerapi.Priority) func(context.Context, string, int) (string, error) {
 	return func(ctx context.Context, resource string, bits int) (string, error) {
 		// The pool drops a request at its deadline: without one, a mint
 		// would go on after the call below has timed out.
@@ -231,7 +222,7 @@ func poolMinter(ep *router.Endpoint, pr miner.Priority) func(context.Context, st
 		if !ok {
 			deadline = time.Now().Add(router.DefaultTimeout)
 		}
-		res, err := router.CallAs[miner.MintResult](ctx, ep, miner.Endpoint, miner.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
+		res, err := router.CallAs[minerapi.MintResult](ctx, ep, minerapi.Endpoint, minerapi.MintRequest{Resource: resource, Bits: bits, Priority: pr, Deadline: deadline})
 		return res.Stamp, err
 	}
 }

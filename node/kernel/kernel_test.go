@@ -7,13 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
-	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/node/wire"
@@ -50,7 +51,7 @@ func newKernel(t *testing.T, mod func(*Config)) *testKernel {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tk := &testKernel{Kernel: k, r: r, up: r.Subscribe(TopicPeerUp, 64), down: r.Subscribe(TopicPeerDown, 64)}
+	tk := &testKernel{Kernel: k, r: r, up: r.Subscribe(kernelapi.TopicPeerUp, 64), down: r.Subscribe(kernelapi.TopicPeerDown, 64)}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
@@ -74,13 +75,13 @@ func (k *testKernel) target() string {
 }
 
 // waitUp waits for a peer.up event naming addr.
-func (k *testKernel) waitUp(t *testing.T, addr identity.Address) PeerEvent {
+func (k *testKernel) waitUp(t *testing.T, addr identity.Address) kernelapi.PeerEvent {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
 		select {
 		case ev := <-k.up.C():
-			if pe := ev.(PeerEvent); pe.Address == addr {
+			if pe := ev.(kernelapi.PeerEvent); pe.Address == addr {
 				return pe
 			}
 		case <-timeout:
@@ -100,7 +101,7 @@ func (k *testKernel) waitUpAll(t *testing.T, addrs ...identity.Address) {
 	for len(want) > 0 {
 		select {
 		case ev := <-k.up.C():
-			delete(want, ev.(PeerEvent).Address)
+			delete(want, ev.(kernelapi.PeerEvent).Address)
 		case <-timeout:
 			t.Fatalf("no session with %d of %d peers", len(want), len(addrs))
 		}
@@ -118,7 +119,7 @@ func TestTwoNodesConnect(t *testing.T) {
 		t.Fatalf("session with %v, want %v", s.Peer(), b.Address())
 	}
 	ev := b.waitUp(t, a.Address())
-	if !ev.Inbound || ev.Info.ID.Port != a.ListenAddr().Port {
+	if !ev.Inbound || ev.ID.Port != a.ListenAddr().Port {
 		t.Fatalf("b saw %+v; want inbound, a's listen port %d", ev, a.ListenAddr().Port)
 	}
 	pa, pb := a.Peers(), b.Peers()
@@ -143,11 +144,11 @@ func TestThreeNodesOverRouter(t *testing.T) {
 	a, b, c := newKernel(t, nil), newKernel(t, nil), newKernel(t, nil)
 	ep, _ := a.r.Register("console", 1)
 	for _, to := range []*testKernel{b, c} {
-		v, err := ep.Call(context.Background(), Endpoint, ConnectRequest{Target: to.ListenAddr().String()})
+		v, err := ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.ConnectRequest{Target: to.ListenAddr().String()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v.(identity.Address) != to.Address() {
+		if v.(kernelapi.PeerInfo).Address != to.Address() {
 			t.Fatalf("connected to %v, want %v", v, to.Address())
 		}
 	}
@@ -156,21 +157,21 @@ func TestThreeNodesOverRouter(t *testing.T) {
 	}
 	// c registers each inbound session on its own: wait for both.
 	c.waitUpAll(t, a.Address(), b.Address())
-	v, err := ep.Call(context.Background(), Endpoint, PeersRequest{})
-	if err != nil || v.(Peers).Outbound != 2 {
+	v, err := ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.PeersRequest{})
+	if err != nil || v.(kernelapi.Peers).Outbound != 2 {
 		t.Fatalf("a's peers: %+v, %v", v, err)
 	}
 	if p := c.Peers(); p.Inbound != 2 {
 		t.Fatalf("c's peers: %+v", p)
 	}
 	// Frames to peers go through the router too.
-	v, err = ep.Call(context.Background(), Endpoint, CallRequest{To: b.Address(), Name: wire.NamePing})
+	v, err = ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.CallRequest{To: b.Address(), Name: wire.NamePing})
 	if err != nil || v.(wire.Envelope).Name != wire.NamePong {
 		t.Fatalf("ping b through the router: %v, %v", v, err)
 	}
 	stranger, _ := identity.Generate()
-	if _, err := ep.Call(context.Background(), Endpoint, SendRequest{To: stranger.Address, Name: "talk_msg"}); !errors.Is(err, ErrNoSession) {
-		t.Fatalf("send to a stranger: %v, want ErrNoSession", err)
+	if _, err := ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.SendRequest{To: stranger.Address, Name: "talk_msg"}); !errors.Is(err, kernelapi.ErrNoSession) {
+		t.Fatalf("send to a stranger: %v, want kernelapi.ErrNoSession", err)
 	}
 }
 
@@ -231,7 +232,6 @@ func TestInboundLimitsRefusedWith9100(t *testing.T) {
 		name string
 		mod  func(*Config)
 	}{
-		{"max-per-ip", func(c *Config) { c.MaxPerIP = 1 }},
 		{"max-inbound", func(c *Config) { c.MaxInbound = 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,7 +243,7 @@ func TestInboundLimitsRefusedWith9100(t *testing.T) {
 			}
 			b.waitUp(t, a1.Address())
 			_, err = a2.Connect(context.Background(), b.target())
-			var pe *peer.ProtocolError
+			var pe *wire.ProtocolError
 			if !errors.As(err, &pe) || !pe.Remote || pe.Code != wire.CodeTooManyConnections {
 				t.Fatalf("connect beyond %s: %v, want error 9100 from the peer", tc.name, err)
 			}
@@ -267,28 +267,100 @@ func TestInboundLimitsRefusedWith9100(t *testing.T) {
 	}
 }
 
-func TestUnknownFrameAnswered(t *testing.T) {
+// Several nodes on one machine are a local network: loopback peers are
+// not limited per IP, every other address is.
+func TestPerIPLimitSparesLoopback(t *testing.T) {
+	b := newKernel(t, func(c *Config) { c.MaxPerIP = 1 })
+	for range 3 {
+		a := newKernel(t, nil)
+		if _, err := a.Connect(context.Background(), b.target()); err != nil {
+			t.Fatalf("a loopback peer beyond max-per-ip: %v", err)
+		}
+	}
+	ip := netip.MustParseAddr("192.0.2.7")
+	if why := b.admitInbound(ip); why != "" {
+		t.Fatalf("first connection from %s refused: %s", ip, why)
+	}
+	if why := b.admitInbound(ip); !strings.Contains(why, "max-per-ip") {
+		t.Fatalf("second connection from %s: %q, want a refusal naming max-per-ip", ip, why)
+	}
+	b.releaseInbound(ip)
+}
+
+// serveEcho registers an endpoint id for the frame "echo" and answers each
+// with the sender's address, until the test ends or stop is called.
+func serveEcho(t *testing.T, k *testKernel, id string) (stop func()) {
+	t.Helper()
+	ep, err := k.r.Register(id, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kernelapi.Handle(context.Background(), k.r, ep, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ep.Serve(ctx, func(ctx context.Context, m *router.Msg) (any, error) {
+			f := m.Body.(kernelapi.Frame)
+			_, err := ep.Call(ctx, kernelapi.Endpoint, kernelapi.ReplyRequest{
+				To: f.From, RID: f.Envelope.RID, Name: "echo", Data: map[string]string{"from": f.From.String()},
+			})
+			return nil, err
+		})
+	}()
+	stop = func() { cancel(); <-done; ep.Close() }
+	t.Cleanup(stop)
+	return stop
+}
+
+// Frames reach the endpoint registered for their name, over the router;
+// other names are answered 9020, and names a subsystem will register for
+// are answered 9050 while it is away.
+func TestFramesRoutedByName(t *testing.T) {
 	a := newKernel(t, nil)
-	b := newKernel(t, func(c *Config) {
-		c.Handlers = map[string]FrameHandler{"echo": func(k *Kernel, s *peer.Session, e wire.Envelope) {
-			s.Reply(context.Background(), e, "echo", map[string]string{"from": k.Address().String()})
-		}}
-	})
+	b := newKernel(t, func(c *Config) { c.Names = []string{"echo"} })
 	s, err := a.Connect(context.Background(), b.target())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.Call(context.Background(), "echo", nil); wire.CodeOf(err) != wire.CodeBusy {
+		t.Fatalf("echo before its handler registered: %v, want code 9050", err)
+	}
+	stop := serveEcho(t, b, "echo-service")
 	_, err = s.Call(context.Background(), "format_disk", nil)
-	if peer.CodeOf(err) != wire.CodeUnknownCommand {
+	if wire.CodeOf(err) != wire.CodeUnknownCommand {
 		t.Fatalf("unknown frame: %v, want code 9020", err)
 	}
 	reply, err := s.Call(context.Background(), "echo", nil)
-	if err != nil || reply.Name != "echo" {
+	var data map[string]string
+	if err != nil || reply.Name != "echo" || reply.Decode(&data) != nil || data["from"] != a.Address().String() {
 		t.Fatalf("echo: %+v, %v", reply, err)
 	}
-	// The session survives the refusal.
+
+	// A second endpoint cannot take the name while the first lives.
+	other, _ := b.r.Register("other", 1)
+	if err := kernelapi.Handle(context.Background(), b.r, other, "echo"); !errors.Is(err, kernelapi.ErrNameTaken) {
+		t.Fatalf("second handler of echo: %v, want ErrNameTaken", err)
+	}
+	if err := kernelapi.Handle(context.Background(), b.r, other, wire.NamePing); err == nil {
+		t.Fatal("a subsystem registered for ping, which the session serves")
+	}
+	other.Close()
+
+	// The handler goes away (as a subsystem that failed): busy, and the
+	// session survives; once it is back (restarted), echo works again.
+	stop()
+	if _, err := s.Call(context.Background(), "echo", nil); wire.CodeOf(err) != wire.CodeBusy {
+		t.Fatalf("echo while its handler is away: %v, want code 9050", err)
+	}
+	serveEcho(t, b, "echo-service")
+	if _, err := s.Call(context.Background(), "echo", nil); err != nil {
+		t.Fatalf("echo after the handler came back: %v", err)
+	}
 	if _, err := s.Call(context.Background(), wire.NamePing, nil); err != nil {
-		t.Fatalf("ping after refusal: %v", err)
+		t.Fatalf("ping after refusals: %v", err)
 	}
 }
 
@@ -377,7 +449,7 @@ func TestReplacedSessionIsNotAnnouncedDown(t *testing.T) {
 	// an event that must not come.
 	select {
 	case ev := <-b.down.C():
-		t.Fatalf("peer.down published for %v while its new session is up", ev.(PeerEvent).Address)
+		t.Fatalf("peer.down published for %v while its new session is up", ev.(kernelapi.PeerEvent).Address)
 	case <-time.After(time.Second):
 	}
 	if b.Session(a1.Address()) == nil {
@@ -575,7 +647,7 @@ func TestTrafficTotalsNeverDecrease(t *testing.T) {
 	stop := make(chan struct{})
 	polled := make(chan error, 1)
 	go func() {
-		var last Peers
+		var last kernelapi.Peers
 		for {
 			select {
 			case <-stop:

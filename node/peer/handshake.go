@@ -22,7 +22,7 @@ import (
 //
 // The handshake must complete within cfg.HandshakeTimeout and before ctx
 // ends; ctx bounds the handshake only. A peer that breaks the protocol is
-// sent an error frame and quit, and the error returned is a *ProtocolError;
+// sent an error frame and quit, and the error returned is a *wire.ProtocolError;
 // so is the error frame of a peer that refuses this side (Remote).
 func Handshake(ctx context.Context, conn *tls.Conn, cfg Config) (*Session, error) {
 	cfg, err := cfg.withDefaults()
@@ -57,7 +57,7 @@ func Handshake(ctx context.Context, conn *tls.Conn, cfg Config) (*Session, error
 // error frame with code and text (the code's standard text if empty) and
 // quit in place of hello, and closes conn once the peer has closed its side
 // or cfg.CloseTimeout has passed. The peer's Handshake returns the error
-// frame as a remote *ProtocolError. Refuse returns an error only if the TLS
+// frame as a remote *wire.ProtocolError. Refuse returns an error only if the TLS
 // handshake failed, in which case nothing was sent.
 func Refuse(ctx context.Context, conn *tls.Conn, cfg Config, code wire.Code, text string) error {
 	cfg, err := cfg.withDefaults()
@@ -75,7 +75,7 @@ func Refuse(ctx context.Context, conn *tls.Conn, cfg Config, code wire.Code, tex
 	}
 	s := newSession(conn, cfg, addr)
 	s.cfg.Logger.Debug("peer: refusing session", "peer", addr, "remote", s.info.RemoteAddr, "code", code, "text", text)
-	s.shutdownIdle(&ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
+	s.shutdownIdle(&wire.ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
 	return nil
 }
 
@@ -203,7 +203,7 @@ func (s *Session) handshake(ctx context.Context) error {
 			var we wire.Error
 			e.Decode(&we) // a malformed error frame still ends the handshake
 			s.closeConn()
-			return &ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
+			return &wire.ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
 		case wire.NameQuit:
 			var q wire.Quit
 			e.Decode(&q)
@@ -236,7 +236,7 @@ func (s *Session) writeError(e wire.Envelope, code wire.Code, text string) error
 // name and rid, as far as they could be read; none for a zero e) and quit,
 // and closes the connection.
 func (s *Session) refuse(code wire.Code, e wire.Envelope, text string, cause error) error {
-	pe := &ProtocolError{Code: code, Text: text, Name: e.Name, Err: cause}
+	pe := &wire.ProtocolError{Code: code, Text: text, Name: e.Name, Err: cause}
 	if pe.Text == "" {
 		pe.Text = code.Text()
 	}

@@ -98,10 +98,10 @@ func TestOwnAddressRefused(t *testing.T) {
 	twin := &node{id: a.id}
 	twin.ep, _ = transport.New(a.id)
 	_, err := dial(t, twin, srv.addr, nil, twin.config())
-	if CodeOf(err) != wire.CodeOwnAddress {
+	if wire.CodeOf(err) != wire.CodeOwnAddress {
 		t.Errorf("client: err = %v, want code 1020", err)
 	}
-	if r := srv.next(t); CodeOf(r.err) != wire.CodeOwnAddress {
+	if r := srv.next(t); wire.CodeOf(r.err) != wire.CodeOwnAddress {
 		t.Errorf("server: err = %v, want code 1020", r.err)
 	}
 }
@@ -161,10 +161,10 @@ func TestHandshakeViolations(t *testing.T) {
 			}
 			rc.expectQuit()
 			r := srv.next(t)
-			if CodeOf(r.err) != tc.code {
+			if wire.CodeOf(r.err) != tc.code {
 				t.Errorf("server: Handshake err = %v, want code %v", r.err, tc.code)
 			}
-			var pe *ProtocolError
+			var pe *wire.ProtocolError
 			if errors.As(r.err, &pe) && pe.Remote {
 				t.Errorf("server: error %v marked remote", r.err)
 			}
@@ -258,7 +258,7 @@ func TestSessionViolations(t *testing.T) {
 	rc.write(`{"name":"test","data":"` + strings.Repeat("x", 100<<10) + "\"}\n")
 	rc.expectError(wire.CodeFrameTooLarge)
 	rc.expectQuit()
-	if err := waitDone(t, r.s); CodeOf(err) != wire.CodeFrameTooLarge || !errors.Is(err, wire.ErrFrameTooLarge) {
+	if err := waitDone(t, r.s); wire.CodeOf(err) != wire.CodeFrameTooLarge || !errors.Is(err, wire.ErrFrameTooLarge) {
 		t.Fatalf("server session: Err = %v, want 9040", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	rc.expectError(wire.CodeTimeout) // skips further pings
 	rc.expectQuit()
-	if err := waitDone(t, r.s); CodeOf(err) != wire.CodeTimeout {
+	if err := waitDone(t, r.s); wire.CodeOf(err) != wire.CodeTimeout {
 		t.Fatalf("server session: Err = %v, want 9090", err)
 	}
 }
@@ -333,12 +333,12 @@ func TestCall(t *testing.T) {
 		t.Fatalf("echo: %+v, %v", e, err)
 	}
 	_, err = c.Call(ctx, "stamp", nil)
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if !errors.As(err, &pe) || pe.Code != wire.CodeHashcash || !pe.Remote || pe.Name != "stamp" {
 		t.Fatalf("stamp: err = %v, want remote 4000 on stamp", err)
 	}
 	_, err = c.Call(ctx, "nonsense", nil)
-	if CodeOf(err) != wire.CodeUnknownCommand {
+	if wire.CodeOf(err) != wire.CodeUnknownCommand {
 		t.Fatalf("nonsense: err = %v, want 9020", err)
 	}
 
@@ -456,13 +456,13 @@ func TestCloseWithErrorBeforeRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.CloseWithError(wire.CodeDuplicateSession, "")
-	if err := waitDone(t, c); CodeOf(err) != wire.CodeDuplicateSession || !errors.Is(err, ErrClosed) {
+	if err := waitDone(t, c); wire.CodeOf(err) != wire.CodeDuplicateSession || !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed session: Err = %v", err)
 	}
-	if err := c.Run(context.Background()); CodeOf(err) != wire.CodeDuplicateSession {
+	if err := c.Run(context.Background()); wire.CodeOf(err) != wire.CodeDuplicateSession {
 		t.Fatalf("Run after Close = %v", err)
 	}
-	if err := waitDone(t, r.s); CodeOf(err) != wire.CodeDuplicateSession || !errors.Is(err, ErrPeerQuit) {
+	if err := waitDone(t, r.s); wire.CodeOf(err) != wire.CodeDuplicateSession || !errors.Is(err, ErrPeerQuit) {
 		t.Fatalf("peer: Err = %v, want 1050 and ErrPeerQuit", err)
 	}
 	if e := <-got; e.Name != "note" || string(e.Data) != `{"last":"words"}` {
@@ -525,7 +525,7 @@ func TestHandshakeContext(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = Handshake(ctx, conn, b.config())
-	if !errors.Is(err, context.DeadlineExceeded) && CodeOf(err) != wire.CodeTimeout {
+	if !errors.Is(err, context.DeadlineExceeded) && wire.CodeOf(err) != wire.CodeTimeout {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
@@ -576,7 +576,7 @@ func TestRefuse(t *testing.T) {
 		refused <- Refuse(ctx, c, a.config(), wire.CodeTooManyConnections, "full")
 	}()
 	_, err = dial(t, b, l.Addr().String(), &a.id.Address, b.config())
-	var pe *ProtocolError
+	var pe *wire.ProtocolError
 	if !errors.As(err, &pe) || !pe.Remote || pe.Code != wire.CodeTooManyConnections || pe.Text != "full" {
 		t.Fatalf("handshake with a refusing node: %v, want remote error 9100 \"full\"", err)
 	}
@@ -586,11 +586,11 @@ func TestRefuse(t *testing.T) {
 }
 
 func TestProtocolErrorText(t *testing.T) {
-	err := &ProtocolError{Code: wire.CodeHashcash, Name: "node_find", Remote: true}
+	err := &wire.ProtocolError{Code: wire.CodeHashcash, Name: "node_find", Remote: true}
 	if got := err.Error(); got != "peer: peer sent error 4000 hashcash verification failed on node_find" {
 		t.Errorf("Error() = %q", got)
 	}
-	err = &ProtocolError{Code: wire.CodeFrameTooLarge, Text: "frame over 10 bytes", Err: wire.ErrFrameTooLarge}
+	err = &wire.ProtocolError{Code: wire.CodeFrameTooLarge, Text: "frame over 10 bytes", Err: wire.ErrFrameTooLarge}
 	if got := err.Error(); got != "peer: protocol error 9040 frame too large: frame over 10 bytes" || !errors.Is(err, wire.ErrFrameTooLarge) {
 		t.Errorf("Error() = %q", got)
 	}

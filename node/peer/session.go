@@ -77,7 +77,7 @@ type Session struct {
 	closing chan struct{} // closed when the session starts to close
 	done    chan struct{} // closed when everything has stopped
 
-	peerErr *ProtocolError // the last frame, if it was an error; reader only
+	peerErr *wire.ProtocolError // the last frame, if it was an error; reader only
 
 	firstSeen time.Time
 	lastSeen  atomic.Int64 // unix nanoseconds
@@ -187,7 +187,7 @@ func (s *Session) CloseWithError(code wire.Code, text string) {
 	if text == "" {
 		text = code.Text()
 	}
-	s.shutdown(&ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
+	s.shutdown(&wire.ProtocolError{Code: code, Text: text, Err: ErrClosed}, finalFrames(code, "", 0, text)...)
 }
 
 // Send queues a one-way frame. It does not wait for the network: it fails
@@ -245,7 +245,7 @@ func (s *Session) enqueue(name string, b []byte) error {
 
 // Call sends a request and waits for its reply: the frame from the peer
 // with the same rid. A reply that is an error frame is returned with a
-// *ProtocolError (Remote). Call fails at once when the queue is full or
+// *wire.ProtocolError (Remote). Call fails at once when the queue is full or
 // MaxPendingCalls are in flight, and waits no longer than ctx, or
 // Config.CallTimeout when ctx has no deadline.
 func (s *Session) Call(ctx context.Context, name string, data any) (wire.Envelope, error) {
@@ -304,7 +304,7 @@ func (s *Session) replyResult(name string, e wire.Envelope) (wire.Envelope, erro
 	if we.Name == "" {
 		we.Name = name
 	}
-	return e, &ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
+	return e, &wire.ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
 }
 
 // newRID returns a request id of this side's parity.
@@ -479,7 +479,7 @@ func (s *Session) dispatch(e wire.Envelope) (quit bool) {
 	case e.Name == wire.NameError:
 		var we wire.Error
 		e.Decode(&we)
-		s.peerErr = &ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
+		s.peerErr = &wire.ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
 		if s.cfg.Handler != nil {
 			s.cfg.Handler(s, e)
 		} else {
@@ -503,7 +503,7 @@ func (s *Session) sendError(e wire.Envelope, code wire.Code, text string) {
 // fail closes the session because the peer broke the protocol, telling it
 // why.
 func (s *Session) fail(code wire.Code, name, text string, cause error) {
-	pe := &ProtocolError{Code: code, Text: text, Name: name, Err: cause}
+	pe := &wire.ProtocolError{Code: code, Text: text, Name: name, Err: cause}
 	s.cfg.Logger.Debug("peer: closing session", "peer", s.info.Address, "err", pe)
 	s.shutdown(pe, finalFrames(code, name, 0, text)...)
 }

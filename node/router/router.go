@@ -37,6 +37,8 @@ type Router struct {
 	mu        sync.RWMutex
 	endpoints map[string]*Endpoint
 	topics    map[string]map[*Subscription]struct{}
+	// registered is closed, and replaced, when an endpoint registers.
+	registered chan struct{}
 
 	dropped atomic.Uint64
 }
@@ -44,8 +46,9 @@ type Router struct {
 // New returns an empty router.
 func New() *Router {
 	return &Router{
-		endpoints: make(map[string]*Endpoint),
-		topics:    make(map[string]map[*Subscription]struct{}),
+		endpoints:  make(map[string]*Endpoint),
+		topics:     make(map[string]map[*Subscription]struct{}),
+		registered: make(chan struct{}),
 	}
 }
 
@@ -56,8 +59,33 @@ type Msg struct {
 	RID  uint64 // request id; 0 for one-way messages
 	Body any
 
-	reply chan result
-	once  sync.Once
+	ctx     context.Context // the caller's
+	reply   chan result
+	once    sync.Once
+	release context.CancelFunc // Bind's, ended by Reply
+}
+
+// Context returns the caller's context: it carries the caller's deadline,
+// and for a request it ends as soon as the caller stops waiting for the
+// reply, whatever the reason. A service stops working on a message whose
+// context has ended.
+func (m *Msg) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
+}
+
+// Bind returns a context that ends when ctx (the serving side's) or the
+// caller's context ends, or m is answered, with the caller's deadline. Work
+// a service does for m runs under it. Bind is called once, by the
+// goroutine that takes m from the inbox.
+func (m *Msg) Bind(ctx context.Context) context.Context {
+	mctx, cancel := context.WithCancel(m.Context())
+	stop := context.AfterFunc(ctx, cancel)
+	context.AfterFunc(mctx, func() { stop() })
+	m.release = cancel
+	return mctx
 }
 
 type result struct {
@@ -68,13 +96,18 @@ type result struct {
 // IsRequest reports whether the sender waits for a reply.
 func (m *Msg) IsRequest() bool { return m.reply != nil }
 
-// Reply answers a request with v or err. Only the first reply counts;
-// replying to a one-way message does nothing. Reply never blocks.
+// Reply answers a request with v or err, and ends the context of Bind.
+// Only the first reply counts; replying to a one-way message only ends the
+// context. Reply never blocks.
 func (m *Msg) Reply(v any, err error) {
-	if m.reply == nil {
-		return
-	}
-	m.once.Do(func() { m.reply <- result{v, err} })
+	m.once.Do(func() {
+		if m.reply != nil {
+			m.reply <- result{v, err}
+		}
+		if m.release != nil {
+			m.release()
+		}
+	})
 }
 
 // An Endpoint is one party attached to the router, with its inbox.
@@ -99,7 +132,27 @@ func (r *Router) Register(id string, inbox int) (*Endpoint, error) {
 		return nil, fmt.Errorf("register %q: %w", id, ErrDuplicate)
 	}
 	r.endpoints[id] = e
+	close(r.registered)
+	r.registered = make(chan struct{})
 	return e, nil
+}
+
+// Await waits until an endpoint is registered under id, or ctx ends.
+func (r *Router) Await(ctx context.Context, id string) error {
+	for {
+		r.mu.RLock()
+		_, ok := r.endpoints[id]
+		changed := r.registered
+		r.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("await %q: %w", id, ctx.Err())
+		}
+	}
 }
 
 // ID returns the endpoint's id.
@@ -158,18 +211,22 @@ func (e *Endpoint) deliver(to *Endpoint, m *Msg) error {
 }
 
 // Call sends body as a request to endpoint to and waits for its reply, the
-// context's deadline or DefaultTimeout, whichever comes first.
+// context's deadline or DefaultTimeout, whichever comes first. The request
+// carries the context (see Msg.Context): when Call returns, for whatever
+// reason, the callee's work for it is cancelled.
 func (e *Endpoint) Call(ctx context.Context, to string, body any) (any, error) {
 	target, err := e.r.lookup(to)
 	if err != nil {
 		return nil, err
 	}
+	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
-	m := &Msg{From: e.id, RID: e.r.rid.Add(1), Body: body, reply: make(chan result, 1)}
+	defer cancel()
+	m := &Msg{From: e.id, RID: e.r.rid.Add(1), Body: body, ctx: ctx, reply: make(chan result, 1)}
 	if err := e.deliver(target, m); err != nil {
 		return nil, err
 	}
@@ -191,13 +248,21 @@ func (e *Endpoint) Call(ctx context.Context, to string, body any) (any, error) {
 	}
 }
 
-// Send delivers body to endpoint to without waiting for an answer.
-func (e *Endpoint) Send(to string, body any) error {
+// Send delivers body to endpoint to without waiting for an answer. The
+// message carries ctx (see Msg.Context): the receiver drops it once ctx
+// has ended.
+func (e *Endpoint) Send(ctx context.Context, to string, body any) error {
 	target, err := e.r.lookup(to)
 	if err != nil {
 		return err
 	}
-	return e.deliver(target, &Msg{From: e.id, Body: body})
+	return e.deliver(target, &Msg{From: e.id, Body: body, ctx: ctx})
+}
+
+// Registered reports whether an endpoint is registered under id.
+func (r *Router) Registered(id string) bool {
+	_, err := r.lookup(id)
+	return err == nil
 }
 
 // A Subscription receives the events published on one topic.
@@ -281,9 +346,12 @@ func (r *Router) Stats() Stats {
 }
 
 // Serve runs handle for each message in e's inbox, one at a time, until
-// ctx ends or e is closed. A request is answered with handle's results;
-// handle must not block for long (hand long work to a goroutine and reply
-// from there with m.Reply).
+// ctx ends or e is closed. handle gets the context of m.Bind(ctx). A
+// message is answered with handle's results; one whose caller has given
+// up already is answered with the caller's error and not handled. handle
+// must not block for long: it hands long work to a goroutine, answers
+// from there with m.Reply (a one-way message too, to end its context) and
+// returns ErrDeferred.
 func (e *Endpoint) Serve(ctx context.Context, handle func(ctx context.Context, m *Msg) (any, error)) error {
 	for {
 		select {
@@ -292,7 +360,11 @@ func (e *Endpoint) Serve(ctx context.Context, handle func(ctx context.Context, m
 		case <-e.closed:
 			return ErrClosed
 		case m := <-e.inbox:
-			v, err := handle(ctx, m)
+			if err := m.Context().Err(); err != nil {
+				m.Reply(nil, err)
+				continue
+			}
+			v, err := handle(m.Bind(ctx), m)
 			if errors.Is(err, ErrDeferred) {
 				continue
 			}

@@ -56,7 +56,7 @@ func TestCallMissingEndpointFailsAtOnce(t *testing.T) {
 	if _, err := c.Call(ctx, "nobody", echoReq{}); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("err = %v, want ErrNoEndpoint", err)
 	}
-	if err := c.Send("nobody", 1); !errors.Is(err, ErrNoEndpoint) {
+	if err := c.Send(context.Background(), "nobody", 1); !errors.Is(err, ErrNoEndpoint) {
 		t.Fatalf("Send err = %v, want ErrNoEndpoint", err)
 	}
 }
@@ -132,10 +132,10 @@ func TestFullInboxFailsFast(t *testing.T) {
 	r := New()
 	r.Register("busy", 1)
 	c, _ := r.Register("kernel", 1)
-	if err := c.Send("busy", 1); err != nil {
+	if err := c.Send(context.Background(), "busy", 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Send("busy", 2); !errors.Is(err, ErrInboxFull) {
+	if err := c.Send(context.Background(), "busy", 2); !errors.Is(err, ErrInboxFull) {
 		t.Fatalf("Send to full inbox: %v, want ErrInboxFull", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
@@ -315,5 +315,74 @@ func TestCallAs(t *testing.T) {
 	}
 	if _, err := CallAs[string](context.Background(), c, "kernel", echoReq{1}); err == nil {
 		t.Fatal("a reply of the wrong type was accepted")
+	}
+}
+
+// A service stops working on a request whose caller has given up: the
+// context Serve hands the handler ends with the caller's.
+func TestServeCancelsWhenCallerGivesUp(t *testing.T) {
+	r := New()
+	svc, _ := r.Register("svc", 4)
+	caller, _ := r.Register("caller", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, stopped := make(chan struct{}), make(chan error, 1)
+	go svc.Serve(ctx, func(ctx context.Context, m *Msg) (any, error) {
+		go func() {
+			close(started)
+			<-ctx.Done() // long work, until the caller gives up
+			stopped <- ctx.Err()
+			m.Reply(nil, ctx.Err())
+		}()
+		return nil, ErrDeferred
+	})
+	cctx, ccancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := caller.Call(cctx, "svc", 1); done <- err }()
+	<-started
+	ccancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Call = %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-stopped:
+		if err == nil {
+			t.Fatal("handler context ended without an error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler kept working after its caller gave up")
+	}
+}
+
+// A request whose caller gave up while it waited in the inbox is not
+// handled at all.
+func TestServeSkipsAbandonedRequests(t *testing.T) {
+	r := New()
+	svc, _ := r.Register("svc", 4)
+	caller, _ := r.Register("caller", 1)
+	cctx, ccancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := caller.Call(cctx, "svc", 1); done <- err }()
+	for len(svc.inbox) == 0 {
+		runtime.Gosched()
+	}
+	ccancel()
+	<-done
+	ctx, cancel := context.WithCancel(context.Background())
+	handled := make(chan struct{}, 1)
+	go svc.Serve(ctx, func(ctx context.Context, m *Msg) (any, error) {
+		if m.Body == 1 {
+			handled <- struct{}{}
+		}
+		return nil, nil
+	})
+	if _, err := caller.Call(context.Background(), "svc", 2); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case <-handled:
+		t.Fatal("an abandoned request was handled")
+	default:
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/phpchat/phpchat-node/subsystems/cron"
+	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 )
 
 // CronRun is the data of a "cron.run" request: the jobs to run now, or
@@ -25,14 +25,14 @@ func CronHandlers() map[string]Handler {
 					return nil, err
 				}
 			}
-			v, err := c.Endpoint.Call(ctx, cron.Endpoint, cron.RunRequest{Only: req.Only})
+			v, err := c.Endpoint.Call(ctx, cronapi.Endpoint, cronapi.RunRequest{Only: req.Only})
 			if err != nil {
 				return nil, err
 			}
 			return v, nil
 		},
 		"cron.status": func(ctx context.Context, c *Conn, _ json.RawMessage) (any, error) {
-			v, err := c.Endpoint.Call(ctx, cron.Endpoint, cron.StatusRequest{})
+			v, err := c.Endpoint.Call(ctx, cronapi.Endpoint, cronapi.StatusRequest{})
 			if err != nil {
 				return nil, fmt.Errorf("cron status: %w", err)
 			}

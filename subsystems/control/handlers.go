@@ -6,6 +6,9 @@ import (
 	"fmt"
 
 	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/store"
 )
 
 // NodeHandlers returns the functions every node serves: "info" (the
@@ -13,6 +16,9 @@ import (
 func NodeHandlers() map[string]Handler {
 	return map[string]Handler{
 		"ping": func(context.Context, *Conn, json.RawMessage) (any, error) { return "pong", nil },
+		"peers": func(ctx context.Context, c *Conn, _ json.RawMessage) (any, error) {
+			return c.Endpoint.Call(ctx, kernelapi.Endpoint, kernelapi.PeersRequest{})
+		},
 		"info": func(ctx context.Context, c *Conn, _ json.RawMessage) (any, error) {
 			v, err := c.Endpoint.Call(ctx, node.InfoEndpoint, node.InfoRequest{})
 			if err != nil {
@@ -25,4 +31,20 @@ func NodeHandlers() map[string]Handler {
 			return in, nil
 		},
 	}
+}
+
+// Functions returns every function of a node's control socket: the node's
+// own, the address book's (book), the scheduler's and the consoles'.
+func Functions(r *router.Router, book *store.Contacts) map[string]Handler {
+	all := make(map[string]Handler)
+	for _, fns := range []map[string]Handler{NodeHandlers(), ContactHandlers(book), CronHandlers(), TalkHandlers(r, book)} {
+		for name, h := range fns {
+			if _, dup := all[name]; dup {
+				// As http.ServeMux: two handlers of one name are a bug.
+				panic("control: function " + name + " defined twice")
+			}
+			all[name] = h
+		}
+	}
+	return all
 }

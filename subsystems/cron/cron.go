@@ -20,10 +20,8 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 )
-
-// Endpoint is the scheduler's router id.
-const Endpoint = "cron"
 
 // A Job is one periodic task.
 type Job struct {
@@ -35,32 +33,6 @@ type Job struct {
 	Run    func(ctx context.Context) error
 }
 
-// RunRequest asks the scheduler to run jobs now and waits for them: the
-// jobs named in Only, or every job (one full cycle) when Only is empty.
-// The reply is a []Result.
-type RunRequest struct{ Only []string }
-
-// Result is the outcome of one run of a job.
-type Result struct {
-	Job   string        `json:"job"`
-	Took  time.Duration `json:"took_ns"`
-	Error string        `json:"error,omitempty"`
-}
-
-// StatusRequest asks for the jobs' Status; the reply is a []Status.
-type StatusRequest struct{}
-
-// Status describes a job for `info`.
-type Status struct {
-	Job      string        `json:"job"`
-	Every    time.Duration `json:"every_ns"`
-	Runs     uint64        `json:"runs"`
-	LastRun  time.Time     `json:"last_run,omitzero"`
-	LastTook time.Duration `json:"last_took_ns"`
-	LastErr  string        `json:"last_error,omitempty"`
-	NextRun  time.Time     `json:"next_run,omitzero"`
-}
-
 // Scheduler runs jobs.
 type Scheduler struct {
 	Router *router.Router
@@ -70,12 +42,12 @@ type Scheduler struct {
 	Now func() time.Time
 
 	mu     sync.Mutex
-	status map[string]*Status
+	status map[string]*cronapi.Status
 }
 
 type work struct {
 	jobs  []Job
-	reply func([]Result)
+	reply func([]cronapi.Result)
 }
 
 // Run schedules jobs until ctx ends.
@@ -86,14 +58,14 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 		}
 	}
 	now := s.now
-	ep, err := s.Router.Register(Endpoint, 16)
+	ep, err := s.Router.Register(cronapi.Endpoint, 16)
 	if err != nil {
 		return err
 	}
 	defer ep.Close()
 
 	s.mu.Lock()
-	s.status = make(map[string]*Status, len(s.Jobs))
+	s.status = make(map[string]*cronapi.Status, len(s.Jobs))
 	next := make([]time.Time, len(s.Jobs))
 	plans := make([]schedule, len(s.Jobs))
 	for i, j := range s.Jobs {
@@ -101,7 +73,7 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 		// of its period, so that jobs and nodes do not all start at once.
 		next[i] = now().Add(time.Duration(rand.Float64() * float64(j.Every) * max(j.Jitter, 0.05)))
 		plans[i] = schedule{grid: next[i], every: j.Every, jitter: j.Jitter}
-		s.status[j.Name] = &Status{Job: j.Name, Every: j.Every, NextRun: next[i]}
+		s.status[j.Name] = &cronapi.Status{Job: j.Name, Every: j.Every, NextRun: next[i]}
 	}
 	s.mu.Unlock()
 
@@ -117,7 +89,7 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 			case <-ctx.Done():
 				return
 			case w := <-queue:
-				res := make([]Result, 0, len(w.jobs))
+				res := make([]cronapi.Result, 0, len(w.jobs))
 				for _, j := range w.jobs {
 					res = append(res, s.runJob(ctx, j))
 				}
@@ -170,9 +142,9 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 
 func (s *Scheduler) handle(m *router.Msg, queue chan<- work) {
 	switch req := m.Body.(type) {
-	case StatusRequest:
+	case cronapi.StatusRequest:
 		m.Reply(s.Status(), nil)
-	case RunRequest:
+	case cronapi.RunRequest:
 		var jobs []Job
 		if len(req.Only) == 0 {
 			jobs = s.Jobs
@@ -187,7 +159,7 @@ func (s *Scheduler) handle(m *router.Msg, queue chan<- work) {
 			}
 		}
 		select {
-		case queue <- work{jobs: jobs, reply: func(r []Result) { m.Reply(r, nil) }}:
+		case queue <- work{jobs: jobs, reply: func(r []cronapi.Result) { m.Reply(r, nil) }}:
 		default:
 			m.Reply(nil, fmt.Errorf("cron: %w", router.ErrInboxFull))
 		}
@@ -196,11 +168,11 @@ func (s *Scheduler) handle(m *router.Msg, queue chan<- work) {
 	}
 }
 
-func (s *Scheduler) runJob(ctx context.Context, j Job) Result {
+func (s *Scheduler) runJob(ctx context.Context, j Job) cronapi.Result {
 	start := s.now()
 	err := safeRun(ctx, j)
 	took := s.now().Sub(start)
-	r := Result{Job: j.Name, Took: took}
+	r := cronapi.Result{Job: j.Name, Took: took}
 	s.mu.Lock()
 	st := s.status[j.Name]
 	st.Runs++
@@ -228,10 +200,10 @@ func safeRun(ctx context.Context, j Job) (err error) {
 }
 
 // Status returns the jobs' status, in the order of Jobs.
-func (s *Scheduler) Status() []Status {
+func (s *Scheduler) Status() []cronapi.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]Status, 0, len(s.Jobs))
+	out := make([]cronapi.Status, 0, len(s.Jobs))
 	for _, j := range s.Jobs {
 		if st := s.status[j.Name]; st != nil {
 			out = append(out, *st)

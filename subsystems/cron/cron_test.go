@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 )
 
 func start(t *testing.T, jobs ...Job) *router.Endpoint {
@@ -61,26 +62,26 @@ func TestRunCycleNow(t *testing.T) {
 		}}
 	}
 	c := start(t, job("refresh", nil), job("ping", errors.New("no peers")), job("save", nil))
-	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
+	v, err := c.Call(context.Background(), cronapi.Endpoint, cronapi.RunRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := v.([]Result)
+	res := v.([]cronapi.Result)
 	if len(res) != 3 || res[0].Job != "refresh" || res[1].Error != "no peers" || res[2].Error != "" {
 		t.Fatalf("cycle results %+v", res)
 	}
-	v, err = c.Call(context.Background(), Endpoint, RunRequest{Only: []string{"ping"}})
-	if err != nil || len(v.([]Result)) != 1 {
+	v, err = c.Call(context.Background(), cronapi.Endpoint, cronapi.RunRequest{Only: []string{"ping"}})
+	if err != nil || len(v.([]cronapi.Result)) != 1 {
 		t.Fatalf("ping only: %v, %v", v, err)
 	}
-	if _, err := c.Call(context.Background(), Endpoint, RunRequest{Only: []string{"reboot"}}); err == nil {
+	if _, err := c.Call(context.Background(), cronapi.Endpoint, cronapi.RunRequest{Only: []string{"reboot"}}); err == nil {
 		t.Fatal("unknown job accepted")
 	}
-	v, err = c.Call(context.Background(), Endpoint, StatusRequest{})
+	v, err = c.Call(context.Background(), cronapi.Endpoint, cronapi.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := v.([]Status)
+	st := v.([]cronapi.Status)
 	if st[1].Job != "ping" || st[1].Runs != 2 || st[1].LastErr != "no peers" || st[1].LastRun.IsZero() || st[0].Runs != 1 {
 		t.Fatalf("status %+v", st)
 	}
@@ -91,8 +92,8 @@ func TestRunCycleNow(t *testing.T) {
 
 func TestPanickingJobIsReported(t *testing.T) {
 	c := start(t, Job{Name: "bad", Every: time.Hour, Run: func(context.Context) error { panic("boom") }})
-	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
-	if err != nil || v.([]Result)[0].Error != "panic: boom" {
+	v, err := c.Call(context.Background(), cronapi.Endpoint, cronapi.RunRequest{})
+	if err != nil || v.([]cronapi.Result)[0].Error != "panic: boom" {
 		t.Fatalf("got %v, %v", v, err)
 	}
 }
@@ -107,8 +108,8 @@ func TestBadJobRefused(t *testing.T) {
 
 func TestNoJobs(t *testing.T) {
 	c := start(t)
-	v, err := c.Call(context.Background(), Endpoint, RunRequest{})
-	if err != nil || len(v.([]Result)) != 0 {
+	v, err := c.Call(context.Background(), cronapi.Endpoint, cronapi.RunRequest{})
+	if err != nil || len(v.([]cronapi.Result)) != 0 {
 		t.Fatalf("cycle without jobs: %v, %v", v, err)
 	}
 }

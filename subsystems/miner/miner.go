@@ -10,7 +10,6 @@ package miner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -18,52 +17,8 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
 )
-
-// Endpoint is the pool's router id.
-const Endpoint = "miner"
-
-// Priority orders requests: interactive ones (a talk request a person
-// waits on) are served before background ones (relaying, lookups).
-type Priority int
-
-const (
-	Interactive Priority = iota
-	Background
-)
-
-// MintRequest asks the pool for a stamp of at least Bits bits on Resource.
-// The reply is a MintResult or an error.
-type MintRequest struct {
-	Resource string
-	Bits     int
-	Priority Priority
-	// Deadline, if not zero, abandons the request then (queued or minting).
-	Deadline time.Time
-}
-
-// MintResult is the reply to a MintRequest.
-type MintResult struct {
-	Stamp string
-	Took  time.Duration
-}
-
-// StatsRequest asks the pool for its Stats.
-type StatsRequest struct{}
-
-// Stats describe the pool for `info`.
-type Stats struct {
-	Workers     int     `json:"workers"`
-	HashRate    float64 `json:"hash_rate"`    // hashes per second over the last interval
-	Queued      int     `json:"queued"`       // requests waiting
-	Minting     bool    `json:"minting"`      // a stamp is being minted
-	Minted      uint64  `json:"minted"`       // stamps minted since start
-	Refused     uint64  `json:"refused"`      // requests refused because a queue was full
-	TotalHashes uint64  `json:"total_hashes"` // hashes computed since start
-}
-
-// ErrQueueFull is returned for a request that finds its queue full.
-var ErrQueueFull = errors.New("miner queue full")
 
 // MintFunc mints a stamp with workers goroutines, adding the hashes it
 // computes to hashes as it goes. It returns when it has a stamp or ctx
@@ -89,12 +44,12 @@ type Pool struct {
 
 type job struct {
 	m   *router.Msg
-	req MintRequest
+	req minerapi.MintRequest
 }
 
 // Run serves mint requests until ctx ends.
 func (p *Pool) Run(ctx context.Context, ready func()) error {
-	ep, err := p.Router.Register(Endpoint, 256)
+	ep, err := p.Router.Register(minerapi.Endpoint, 256)
 	if err != nil {
 		return err
 	}
@@ -149,7 +104,7 @@ func (p *Pool) Run(ctx context.Context, ready func()) error {
 				j.m.Reply(nil, fmt.Errorf("mint %d bits on %q: %w", j.req.Bits, j.req.Resource, err))
 			} else {
 				p.minted.Add(1)
-				j.m.Reply(MintResult{Stamp: stamp, Took: time.Since(t0)}, nil)
+				j.m.Reply(minerapi.MintResult{Stamp: stamp, Took: time.Since(t0)}, nil)
 			}
 			done <- struct{}{}
 		}()
@@ -183,26 +138,26 @@ func (p *Pool) Run(ctx context.Context, ready func()) error {
 			last = now
 		case m := <-ep.Inbox():
 			switch req := m.Body.(type) {
-			case MintRequest:
+			case minerapi.MintRequest:
 				if req.Bits < 0 || req.Bits > maxBits {
 					m.Reply(nil, fmt.Errorf("mint: %d bits out of range (0-%d)", req.Bits, maxBits))
 					continue
 				}
 				pr := req.Priority
-				if pr != Interactive {
-					pr = Background
+				if pr != minerapi.Interactive {
+					pr = minerapi.Background
 				}
 				if len(queues[pr]) >= size {
 					p.refused.Add(1)
-					m.Reply(nil, fmt.Errorf("mint %q: %w (%d waiting)", req.Resource, ErrQueueFull, size))
+					m.Reply(nil, fmt.Errorf("mint %q: %w (%d waiting)", req.Resource, minerapi.ErrQueueFull, size))
 					continue
 				}
 				queues[pr] = append(queues[pr], job{m: m, req: req})
 				if !busy {
 					next()
 				}
-			case StatsRequest:
-				m.Reply(Stats{
+			case minerapi.StatsRequest:
+				m.Reply(minerapi.Stats{
 					Workers:     p.Workers,
 					HashRate:    rate,
 					Queued:      len(queues[0]) + len(queues[1]),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
 )
 
 // gate is a MintFunc that waits for a release per call and records the
@@ -58,15 +59,15 @@ func startPool(t *testing.T, mint MintFunc, queue int) (*router.Router, *router.
 }
 
 type reply struct {
-	res MintResult
+	res minerapi.MintResult
 	err error
 }
 
-func call(c *router.Endpoint, req MintRequest) chan reply {
+func call(c *router.Endpoint, req minerapi.MintRequest) chan reply {
 	ch := make(chan reply, 1)
 	go func() {
-		v, err := c.Call(context.Background(), Endpoint, req)
-		res, _ := v.(MintResult)
+		v, err := c.Call(context.Background(), minerapi.Endpoint, req)
+		res, _ := v.(minerapi.MintResult)
 		ch <- reply{res, err}
 	}()
 	return ch
@@ -76,14 +77,14 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 	g := &gate{started: make(chan string, 8), release: make(chan struct{})}
 	_, c := startPool(t, g.mint, 8)
 
-	first := call(c, MintRequest{Resource: "bg1", Bits: 1, Priority: Background})
+	first := call(c, minerapi.MintRequest{Resource: "bg1", Bits: 1, Priority: minerapi.Background})
 	if got := <-g.started; got != "bg1" {
 		t.Fatalf("first mint %q", got)
 	}
 	// While bg1 mints, queue a background and then an interactive request.
-	bg2 := call(c, MintRequest{Resource: "bg2", Bits: 1, Priority: Background})
+	bg2 := call(c, minerapi.MintRequest{Resource: "bg2", Bits: 1, Priority: minerapi.Background})
 	waitQueued(t, c, 1)
-	talk := call(c, MintRequest{Resource: "talk", Bits: 1, Priority: Interactive})
+	talk := call(c, minerapi.MintRequest{Resource: "talk", Bits: 1, Priority: minerapi.Interactive})
 	waitQueued(t, c, 2)
 
 	g.release <- struct{}{}
@@ -109,18 +110,18 @@ func TestInteractiveBeforeBackground(t *testing.T) {
 func TestFullQueueFailsAtOnce(t *testing.T) {
 	g := &gate{started: make(chan string, 8), release: make(chan struct{})}
 	_, c := startPool(t, g.mint, 1)
-	call(c, MintRequest{Resource: "a", Bits: 1, Priority: Background})
+	call(c, minerapi.MintRequest{Resource: "a", Bits: 1, Priority: minerapi.Background})
 	<-g.started
-	call(c, MintRequest{Resource: "b", Bits: 1, Priority: Background})
+	call(c, minerapi.MintRequest{Resource: "b", Bits: 1, Priority: minerapi.Background})
 	waitQueued(t, c, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
-	_, err := c.Call(ctx, Endpoint, MintRequest{Resource: "c", Bits: 1, Priority: Background})
-	if !errors.Is(err, ErrQueueFull) {
-		t.Fatalf("third request: %v, want ErrQueueFull", err)
+	_, err := c.Call(ctx, minerapi.Endpoint, minerapi.MintRequest{Resource: "c", Bits: 1, Priority: minerapi.Background})
+	if !errors.Is(err, minerapi.ErrQueueFull) {
+		t.Fatalf("third request: %v, want minerapi.ErrQueueFull", err)
 	}
 	// The other priority has its own queue.
-	call(c, MintRequest{Resource: "d", Bits: 1, Priority: Interactive})
+	call(c, minerapi.MintRequest{Resource: "d", Bits: 1, Priority: minerapi.Interactive})
 	waitQueued(t, c, 2)
 	if st := stats(t, c); st.Refused != 1 {
 		t.Fatalf("refused = %d, want 1", st.Refused)
@@ -130,7 +131,7 @@ func TestFullQueueFailsAtOnce(t *testing.T) {
 func TestRefusesTooManyBits(t *testing.T) {
 	g := &gate{started: make(chan string, 1), release: make(chan struct{})}
 	_, c := startPool(t, g.mint, 1)
-	if _, err := c.Call(context.Background(), Endpoint, MintRequest{Resource: "x", Bits: 60}); err == nil {
+	if _, err := c.Call(context.Background(), minerapi.Endpoint, minerapi.MintRequest{Resource: "x", Bits: 60}); err == nil {
 		t.Fatal("60-bit request accepted")
 	}
 }
@@ -138,7 +139,7 @@ func TestRefusesTooManyBits(t *testing.T) {
 func TestDeadlineAbandonsMint(t *testing.T) {
 	g := &gate{started: make(chan string, 1), release: make(chan struct{})}
 	_, c := startPool(t, g.mint, 1)
-	r := call(c, MintRequest{Resource: "x", Bits: 1, Deadline: time.Now().Add(50 * time.Millisecond)})
+	r := call(c, minerapi.MintRequest{Resource: "x", Bits: 1, Deadline: time.Now().Add(50 * time.Millisecond)})
 	<-g.started
 	if res := <-r; !errors.Is(res.err, context.DeadlineExceeded) {
 		t.Fatalf("mint past its deadline: %v", res.err)
@@ -156,13 +157,13 @@ func waitQueued(t *testing.T, c *router.Endpoint, n int) {
 	}
 }
 
-func stats(t *testing.T, c *router.Endpoint) Stats {
+func stats(t *testing.T, c *router.Endpoint) minerapi.Stats {
 	t.Helper()
-	v, err := c.Call(context.Background(), Endpoint, StatsRequest{})
+	v, err := c.Call(context.Background(), minerapi.Endpoint, minerapi.StatsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.(Stats)
+	return v.(minerapi.Stats)
 }
 
 func TestPoolMintsRealStamps(t *testing.T) {
@@ -174,11 +175,11 @@ func TestPoolMintsRealStamps(t *testing.T) {
 		return st.String(), nil
 	}
 	_, c := startPool(t, mint, 4)
-	v, err := c.Call(context.Background(), Endpoint, MintRequest{Resource: "pc1talk", Bits: 12, Priority: Interactive})
+	v, err := c.Call(context.Background(), minerapi.Endpoint, minerapi.MintRequest{Resource: "pc1talk", Bits: 12, Priority: minerapi.Interactive})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stamp := v.(MintResult).Stamp
+	stamp := v.(minerapi.MintResult).Stamp
 	if _, err := (hashcash.Policy{MinBits: 12, Resource: "pc1talk"}).Verify(stamp); err != nil {
 		t.Fatalf("pool minted %q: %v", stamp, err)
 	}

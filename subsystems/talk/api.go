@@ -2,7 +2,6 @@ package talk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,127 +9,12 @@ import (
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/router"
-)
-
-// Kinds of Event.
-const (
-	KindAttached      = "attached"       // first event of a console: State
-	KindCalling       = "calling"        // an outgoing request is being made
-	KindRinging       = "ringing"        // the callee's user has the request
-	KindResponse      = "response"       // the callee's answer other than accepted: Status 2, 3 or 4
-	KindFailed        = "failed"         // an outgoing request failed: Text
-	KindRequest       = "request"        // an incoming request, to accept or decline
-	KindRequestClosed = "request_closed" // an incoming request ended unanswered: Status 2 or 3, or Text
-	KindOpen          = "open"           // a talk began
-	KindMsg           = "msg"            // a line of a talk
-	KindNick          = "nick"           // a nickname changed: the peer's (Talk set) or the user's
-	KindClosed        = "closed"         // a talk ended
-	KindDropped       = "dropped"        // Count events were lost while no console was attached
-)
-
-// An Event is something the users at the attached consoles should see.
-type Event struct {
-	Kind     string    `json:"kind"`
-	Time     time.Time `json:"time"`
-	Talk     int       `json:"talk,omitempty"` // the talk's (or request's) number
-	Peer     string    `json:"peer,omitempty"` // the peer's address
-	Nickname string    `json:"nickname,omitempty"`
-	Text     string    `json:"text,omitempty"`
-	Status   int       `json:"status,omitempty"`
-	// Mine marks a line the user wrote (at any console).
-	Mine bool `json:"mine,omitempty"`
-	// Outgoing marks an open talk this node asked for.
-	Outgoing bool `json:"outgoing,omitempty"`
-	// ByPeer marks a talk or request the peer ended.
-	ByPeer      bool      `json:"by_peer,omitempty"`
-	OldNickname string    `json:"old_nickname,omitempty"`
-	Remote      string    `json:"remote,omitempty"` // the peer's network address
-	Expires     time.Time `json:"expires,omitzero"`
-	// Contact is the peer's nickname in the address book, if it is
-	// there; otherwise FirstTime is set and both fingerprints are given.
-	Contact         string `json:"contact,omitempty"`
-	FirstTime       bool   `json:"first_time,omitempty"`
-	Fingerprint     string `json:"fingerprint,omitempty"`
-	PeerFingerprint string `json:"peer_fingerprint,omitempty"`
-	Count           int    `json:"count,omitempty"`
-	State           *State `json:"state,omitempty"`
-}
-
-// TalkInfo describes a talk or a request.
-type TalkInfo struct {
-	Talk     int       `json:"talk"`
-	Peer     string    `json:"peer"`
-	Nickname string    `json:"nickname"`
-	State    string    `json:"state"` // "calling", "ringing" or "open"
-	Outgoing bool      `json:"outgoing"`
-	Remote   string    `json:"remote,omitempty"`
-	Started  time.Time `json:"started"`
-	Expires  time.Time `json:"expires,omitzero"`
-}
-
-// State is what a console needs when it attaches.
-type State struct {
-	Address     string     `json:"address"`
-	Fingerprint string     `json:"fingerprint"`
-	Nickname    string     `json:"nickname"`
-	Talks       []TalkInfo `json:"talks"`
-}
-
-// Requests the service serves on the router.
-type (
-	// AttachRequest attaches a console until Done is closed; the reply is
-	// an Attached. Events go to subscribers of TopicEvents from then on:
-	// subscribe before attaching.
-	AttachRequest struct{ Done <-chan struct{} }
-	// StartRequest asks Peer (with a session) to talk; the reply is the
-	// new talk's TalkInfo, and the outcome comes as events.
-	StartRequest struct{ Peer identity.Address }
-	// AcceptRequest accepts the incoming request Talk; the reply is its
-	// TalkInfo.
-	AcceptRequest struct{ Talk int }
-	// DeclineRequest declines the incoming request Talk.
-	DeclineRequest struct{ Talk int }
-	// SendRequest sends a line on the open talk Talk.
-	SendRequest struct {
-		Talk int
-		Text string
-	}
-	// CloseRequest ends the talk Talk, or withdraws the outgoing request.
-	CloseRequest struct{ Talk int }
-	// NickRequest sets the user's nickname, or asks for it if empty; the
-	// reply is the nickname.
-	NickRequest struct{ Nickname string }
-	// ListRequest asks for the talks and requests: []TalkInfo.
-	ListRequest struct{}
-	// StatusRequest asks for the figures of `info`: a Status.
-	StatusRequest struct{}
-)
-
-// Attached is the reply to an AttachRequest.
-type Attached struct {
-	State   State
-	Backlog []Event // events kept while no console was attached
-}
-
-// Status is the service's part of `info`.
-type Status struct {
-	Nickname string
-	// Consoles is the number of consoles attached.
-	Consoles int
-	// Letters maps a peer's address to its status letter in `info -c`:
-	// "T" talking, "t" a request pending.
-	Letters map[string]string
-}
-
-// Errors of the router requests.
-var (
-	ErrNoTalk   = errors.New("no such talk")
-	ErrBadInput = errors.New("bad input")
+	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
 func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 	switch req := m.Body.(type) {
-	case AttachRequest:
+	case talkapi.AttachRequest:
 		s.consoles++
 		s.wg.Add(1)
 		go func() {
@@ -144,66 +28,66 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 			case <-ctx.Done():
 			}
 		}()
-		a := Attached{State: s.state(), Backlog: s.backlog}
+		a := talkapi.Attached{State: s.state(), Backlog: s.backlog}
 		if s.dropped > 0 {
-			a.Backlog = append([]Event{{Kind: KindDropped, Time: time.Now().UTC(), Count: s.dropped}}, a.Backlog...)
+			a.Backlog = append([]talkapi.Event{{Kind: talkapi.KindDropped, Time: time.Now().UTC(), Count: s.dropped}}, a.Backlog...)
 		}
 		s.backlog, s.dropped = nil, 0
 		return a, nil
-	case StartRequest:
+	case talkapi.StartRequest:
 		return s.start(ctx, req.Peer)
-	case AcceptRequest:
+	case talkapi.AcceptRequest:
 		t := s.talks[req.Talk]
 		if t == nil || t.state != ringing {
-			return nil, fmt.Errorf("talk request %d: %w", req.Talk, ErrNoTalk)
+			return nil, fmt.Errorf("talk request %d: %w", req.Talk, talkapi.ErrNoTalk)
 		}
-		if err := s.send(t, NameResponse, Response{Talk: t.id, Status: StatusAccepted, Nickname: s.nickname}); err != nil {
+		if err := s.send(t, NameResponse, Response{Talk: t.id, Status: talkapi.StatusAccepted, Nickname: s.nickname}); err != nil {
 			return nil, err
 		}
 		t.state, t.deadline = open, time.Time{}
 		s.remember(t)
-		s.emit(Event{Kind: KindOpen, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick})
+		s.emit(talkapi.Event{Kind: talkapi.KindOpen, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick})
 		return s.info(t), nil
-	case DeclineRequest:
+	case talkapi.DeclineRequest:
 		t := s.talks[req.Talk]
 		if t == nil || t.state != ringing {
-			return nil, fmt.Errorf("talk request %d: %w", req.Talk, ErrNoTalk)
+			return nil, fmt.Errorf("talk request %d: %w", req.Talk, talkapi.ErrNoTalk)
 		}
 		delete(s.talks, t.n)
-		s.send(t, NameResponse, Response{Talk: t.id, Status: StatusDeclined})
-		s.emit(Event{Kind: KindRequestClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: StatusDeclined})
+		s.send(t, NameResponse, Response{Talk: t.id, Status: talkapi.StatusDeclined})
+		s.emit(talkapi.Event{Kind: talkapi.KindRequestClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: talkapi.StatusDeclined})
 		return nil, nil
-	case SendRequest:
+	case talkapi.SendRequest:
 		t := s.talks[req.Talk]
 		if t == nil || t.state != open {
-			return nil, fmt.Errorf("talk %d: %w", req.Talk, ErrNoTalk)
+			return nil, fmt.Errorf("talk %d: %w", req.Talk, talkapi.ErrNoTalk)
 		}
 		if req.Text == "" {
-			return nil, fmt.Errorf("empty line: %w", ErrBadInput)
+			return nil, fmt.Errorf("empty line: %w", talkapi.ErrBadInput)
 		}
 		if err := CheckText(req.Text, MaxText); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+			return nil, fmt.Errorf("%w: %w", talkapi.ErrBadInput, err)
 		}
 		if err := s.send(t, NameMsg, Msg{Talk: t.id, Text: req.Text}); err != nil {
 			return nil, err
 		}
-		s.emit(Event{Kind: KindMsg, Talk: t.n, Peer: t.peer.String(), Nickname: s.nickname, Text: req.Text, Mine: true})
+		s.emit(talkapi.Event{Kind: talkapi.KindMsg, Talk: t.n, Peer: t.peer.String(), Nickname: s.nickname, Text: req.Text, Mine: true})
 		return nil, nil
-	case CloseRequest:
+	case talkapi.CloseRequest:
 		t := s.talks[req.Talk]
 		if t == nil || t.state == ringing {
-			return nil, fmt.Errorf("talk %d: %w", req.Talk, ErrNoTalk)
+			return nil, fmt.Errorf("talk %d: %w", req.Talk, talkapi.ErrNoTalk)
 		}
 		delete(s.talks, t.n)
 		s.send(t, NameClose, Close{Talk: t.id})
-		s.emit(Event{Kind: KindClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick})
+		s.emit(talkapi.Event{Kind: talkapi.KindClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick})
 		return nil, nil
-	case NickRequest:
+	case talkapi.NickRequest:
 		if req.Nickname == "" || req.Nickname == s.nickname {
 			return s.nickname, nil
 		}
 		if err := config.CheckNickname(req.Nickname); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+			return nil, fmt.Errorf("%w: %w", talkapi.ErrBadInput, err)
 		}
 		old := s.nickname
 		s.nickname = req.Nickname
@@ -212,12 +96,12 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 				s.send(t, NameNick, NickChange{Talk: t.id, Nickname: s.nickname})
 			}
 		}
-		s.emit(Event{Kind: KindNick, Nickname: s.nickname, OldNickname: old, Mine: true})
+		s.emit(talkapi.Event{Kind: talkapi.KindNick, Nickname: s.nickname, OldNickname: old, Mine: true})
 		return s.nickname, nil
-	case ListRequest:
+	case talkapi.ListRequest:
 		return s.state().Talks, nil
-	case StatusRequest:
-		st := Status{Nickname: s.nickname, Consoles: s.consoles, Letters: make(map[string]string)}
+	case talkapi.StatusRequest:
+		st := talkapi.Status{Nickname: s.nickname, Consoles: s.consoles, Letters: make(map[string]string)}
 		for _, t := range s.talks {
 			a := t.peer.String()
 			if t.state == open {
@@ -232,17 +116,17 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 }
 
 // start begins an outgoing talk with peer.
-func (s *Service) start(ctx context.Context, p identity.Address) (TalkInfo, error) {
+func (s *Service) start(ctx context.Context, p identity.Address) (talkapi.TalkInfo, error) {
 	if p == s.cfg.Self {
-		return TalkInfo{}, fmt.Errorf("%w: that is this node's own address", ErrBadInput)
+		return talkapi.TalkInfo{}, fmt.Errorf("%w: that is this node's own address", talkapi.ErrBadInput)
 	}
 	for _, t := range s.talks {
 		if t.peer == p && t.outgoing && t.state == calling {
-			return TalkInfo{}, fmt.Errorf("a talk request to %s is pending already (talk %d)", p, t.n)
+			return talkapi.TalkInfo{}, fmt.Errorf("a talk request to %s is pending already (talk %d)", p, t.n)
 		}
 	}
 	if len(s.talks) >= MaxTalks {
-		return TalkInfo{}, fmt.Errorf("too many talks")
+		return talkapi.TalkInfo{}, fmt.Errorf("too many talks")
 	}
 	s.next++
 	t := &talk{n: s.next, id: newTalkID(), peer: p, outgoing: true, state: calling,
@@ -253,23 +137,23 @@ func (s *Service) start(ctx context.Context, p identity.Address) (TalkInfo, erro
 		}
 	}
 	s.talks[t.n] = t
-	ev := Event{Kind: KindCalling, Talk: t.n, Peer: p.String(), Nickname: t.nick}
+	ev := talkapi.Event{Kind: talkapi.KindCalling, Talk: t.n, Peer: p.String(), Nickname: t.nick}
 	s.introduce(&ev, p)
 	s.emit(ev)
 	s.call(ctx, t)
 	return s.info(t), nil
 }
 
-func (s *Service) state() State {
-	st := State{Address: s.cfg.Self.String(), Fingerprint: s.cfg.Self.Fingerprint(), Nickname: s.nickname, Talks: []TalkInfo{}}
+func (s *Service) state() talkapi.State {
+	st := talkapi.State{Address: s.cfg.Self.String(), Fingerprint: s.cfg.Self.Fingerprint(), Nickname: s.nickname, Talks: []talkapi.TalkInfo{}}
 	for _, t := range s.sorted() {
 		st.Talks = append(st.Talks, s.info(t))
 	}
 	return st
 }
 
-func (s *Service) info(t *talk) TalkInfo {
-	ti := TalkInfo{Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Outgoing: t.outgoing,
+func (s *Service) info(t *talk) talkapi.TalkInfo {
+	ti := talkapi.TalkInfo{Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Outgoing: t.outgoing,
 		Remote: t.remote, Started: t.started.UTC(), Expires: t.deadline.UTC()}
 	if t.deadline.IsZero() {
 		ti.Expires = time.Time{}
@@ -283,11 +167,11 @@ func (s *Service) info(t *talk) TalkInfo {
 // request ("t"). It is a node.Contributor and must run after the
 // kernel's, which lists the connections.
 func Contribute(ctx context.Context, ep *router.Endpoint, in *node.Info) error {
-	v, err := ep.Call(ctx, Endpoint, StatusRequest{})
+	v, err := ep.Call(ctx, talkapi.Endpoint, talkapi.StatusRequest{})
 	if err != nil {
 		return err
 	}
-	st, ok := v.(Status)
+	st, ok := v.(talkapi.Status)
 	if !ok {
 		return fmt.Errorf("talk answered %T", v)
 	}

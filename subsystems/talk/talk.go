@@ -28,20 +28,14 @@ import (
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/identity"
-	"github.com/phpchat/phpchat-node/node/kernel"
-	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/miner"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
+	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
-
-// Endpoint is the service's router id.
-const Endpoint = "talk"
-
-// TopicEvents is the router topic of the Events for attached consoles.
-const TopicEvents = "talk.events"
 
 // Defaults and limits of the service.
 const (
@@ -52,7 +46,7 @@ const (
 	MaxRingingPerPeer = 4
 	MaxTalks          = 256 // talks and requests in all
 	BacklogSize       = 512 // events kept while no console is attached
-	frameQueue        = 256 // peer frames waiting for the service
+	inboxSize         = 256 // requests and peer frames waiting for the service
 	outQueue          = 256 // frames waiting to be sent to peers
 	// callerGrace is how much longer than its own timeout a caller waits
 	// for the callee's answer before it withdraws the request.
@@ -83,12 +77,10 @@ type Config struct {
 
 // Service is the talk subsystem.
 type Service struct {
-	cfg    Config
-	log    *slog.Logger
-	frames chan frame
-	down   *router.Subscription
+	cfg Config
+	log *slog.Logger
 
-	// The rest is owned by Run's goroutine.
+	// The rest is owned by Run's goroutine, and made anew by each Run.
 	ep       *router.Endpoint
 	results  chan func()    // work finished by helper goroutines, run on Run's goroutine
 	out      chan outFrame  // to the sender goroutine
@@ -98,7 +90,7 @@ type Service struct {
 	consoles int            // attached
 	next     int            // last local talk number
 	talks    map[int]*talk  // by local number
-	backlog  []Event
+	backlog  []talkapi.Event
 	dropped  int // events dropped from the backlog
 }
 
@@ -122,21 +114,21 @@ type talk struct {
 	started  time.Time
 }
 
+// frame is a checked frame from a peer.
 type frame struct {
-	s *peer.Session
-	e wire.Envelope
+	kernelapi.Frame
 	v any // the parsed payload
 }
 
+// outFrame is a kernel request that sends a frame to a peer: a
+// kernelapi.SendRequest, ReplyRequest or ErrorRequest.
 type outFrame struct {
-	to   identity.Address
-	name string
-	data any
-	n    int // the talk it belongs to
+	to  identity.Address
+	req any
+	n   int // the talk it belongs to; 0 for answers to a peer's frame
 }
 
-// New returns a service. It subscribes to the kernel's peer events at
-// once, so that no session's end is missed.
+// New returns a service; Run starts it.
 func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -144,56 +136,33 @@ func New(cfg Config) *Service {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Service{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		frames:   make(chan frame, frameQueue),
-		down:     cfg.Router.Subscribe(kernel.TopicPeerDown, 256),
-		results:  make(chan func(), 64),
-		out:      make(chan outFrame, outQueue),
-		detached: make(chan struct{}, 16),
-		nickname: cfg.Nickname,
-		talks:    make(map[int]*talk),
-	}
+	return &Service{cfg: cfg, log: cfg.Logger, nickname: cfg.Nickname}
 }
 
-// FrameHandlers returns the kernel's handlers of the talk messages. They
-// check a frame on the session's reading goroutine and hand it to the
-// service without blocking: a frame that does not fit its message is
-// answered with 9000, and one that finds the service's queue full with
-// 9050.
-func (s *Service) FrameHandlers() map[string]kernel.FrameHandler {
-	h := func(_ *kernel.Kernel, ss *peer.Session, e wire.Envelope) {
-		v, err := parse(e)
-		if err != nil {
-			ss.SendError(context.Background(), e, wire.CodeInvalidData, err.Error())
-			return
-		}
-		select {
-		case s.frames <- frame{s: ss, e: e, v: v}:
-		default:
-			ss.SendError(context.Background(), e, wire.CodeBusy, "talk service busy")
-		}
-	}
-	return map[string]kernel.FrameHandler{
-		NameRequest: h, NameResponse: h, NameMsg: h, NameNick: h, NameClose: h,
-	}
-}
-
-// Run serves until ctx ends.
+// Run serves until ctx ends. It may be run again after it returns (the
+// supervisor restarts a failed subsystem): the talks of the last run are
+// gone, as their peers were told when it stopped.
 func (s *Service) Run(ctx context.Context, ready func()) error {
-	defer s.down.Unsubscribe()
-	ep, err := s.cfg.Router.Register(Endpoint, 64)
+	ep, err := s.cfg.Router.Register(talkapi.Endpoint, inboxSize)
 	if err != nil {
 		return fmt.Errorf("talk: %w", err)
 	}
 	defer ep.Close()
+	down := s.cfg.Router.Subscribe(kernelapi.TopicPeerDown, 256)
+	defer down.Unsubscribe()
 	s.ep = ep
+	s.results = make(chan func(), 64)
+	s.out = make(chan outFrame, outQueue)
+	s.detached = make(chan struct{}, 16)
+	s.consoles, s.talks = 0, make(map[int]*talk)
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
 		s.wg.Wait()
 	}()
+	if err := kernelapi.Handle(ctx, s.cfg.Router, ep, Names...); err != nil {
+		return fmt.Errorf("talk: %w", err)
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -211,25 +180,44 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ep.Done():
-			return router.ErrClosed
 		case m := <-ep.Inbox():
+			if f, ok := m.Body.(kernelapi.Frame); ok {
+				s.frame(f)
+				continue
+			}
 			v, err := s.serve(ctx, m)
 			m.Reply(v, err)
-		case f := <-s.frames:
-			s.handleFrame(f)
 		case fn := <-s.results:
 			fn()
-		case ev := <-s.down.C():
-			if pe, ok := ev.(kernel.PeerEvent); ok {
-				s.sessionEnded(ctx, pe.Address)
-			}
+		case ev := <-down.C():
+			s.sessionEnded(ctx, ev.(kernelapi.PeerEvent).Address)
 		case <-s.detached:
 			s.consoles--
 		case <-timer.C:
 			s.expire(time.Now())
 		}
 	}
+}
+
+// frame checks a frame from a peer and serves it: one that does not fit
+// its message is answered with 9000.
+func (s *Service) frame(f kernelapi.Frame) {
+	v, err := parse(f.Envelope)
+	if err != nil {
+		s.refuse(f, wire.CodeInvalidData, err.Error())
+		return
+	}
+	s.handleFrame(frame{Frame: f, v: v})
+}
+
+// answer queues the answer to a peer's request frame.
+func (s *Service) answer(f kernelapi.Frame, name string, data any) {
+	s.queue(outFrame{to: f.From, req: kernelapi.ReplyRequest{To: f.From, RID: f.Envelope.RID, Name: name, Data: data}})
+}
+
+// refuse queues an error frame about a peer's frame.
+func (s *Service) refuse(f kernelapi.Frame, code wire.Code, text string) {
+	s.queue(outFrame{to: f.From, req: kernelapi.ErrorRequest{To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: code, Text: text}})
 }
 
 // finish hands fn to Run's goroutine; helper goroutines report so.
@@ -248,40 +236,47 @@ func (s *Service) sender(ctx context.Context) {
 			return
 		case f := <-s.out:
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := s.ep.Call(cctx, kernel.Endpoint, kernel.SendRequest{To: f.to, Name: f.name, Data: f.data})
+			_, err := s.ep.Call(cctx, kernelapi.Endpoint, f.req)
 			cancel()
-			if err != nil {
+			if err != nil && f.n != 0 {
 				s.finish(ctx, func() { s.sendFailed(f, err) })
+			} else if err != nil {
+				s.log.Debug("talk: answer not sent", "peer", f.to.String(), "err", err)
 			}
 		}
 	}
 }
 
-// send queues a frame for a peer without blocking.
+// send queues a frame of the talk t for its peer without blocking.
 func (s *Service) send(t *talk, name string, data any) error {
+	return s.queue(outFrame{to: t.peer, req: kernelapi.SendRequest{To: t.peer, Name: name, Data: data}, n: t.n})
+}
+
+// queue hands f to the sender without blocking.
+func (s *Service) queue(f outFrame) error {
 	select {
-	case s.out <- outFrame{to: t.peer, name: name, data: data, n: t.n}:
+	case s.out <- f:
 		return nil
 	default:
-		return fmt.Errorf("talk: %s to %s: send queue full", name, t.peer)
+		return fmt.Errorf("talk: frame to %s: send queue full", f.to)
 	}
 }
 
 func (s *Service) sendFailed(f outFrame, err error) {
-	s.log.Debug("talk: frame not sent", "peer", f.to.String(), "name", f.name, "err", err)
+	s.log.Debug("talk: frame not sent", "peer", f.to.String(), "err", err)
 	t := s.talks[f.n]
 	if t == nil || t.peer != f.to {
 		return
 	}
-	s.emit(Event{Kind: KindClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Text: "cannot reach the peer: " + err.Error()})
+	s.emit(talkapi.Event{Kind: talkapi.KindClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Text: "cannot reach the peer: " + err.Error()})
 	delete(s.talks, t.n)
 }
 
 // emit delivers ev to the attached consoles, or keeps it for the next.
-func (s *Service) emit(ev Event) {
+func (s *Service) emit(ev talkapi.Event) {
 	ev.Time = time.Now().UTC()
 	if s.consoles > 0 {
-		s.cfg.Router.Publish(TopicEvents, ev)
+		s.cfg.Router.Publish(talkapi.TopicEvents, ev)
 		return
 	}
 	if len(s.backlog) >= BacklogSize {
@@ -312,10 +307,10 @@ func (s *Service) expire(now time.Time) {
 		if t.outgoing {
 			// The callee should have said so; withdraw the request.
 			s.send(t, NameClose, Close{Talk: t.id, Reason: "timed out"})
-			s.emit(Event{Kind: KindResponse, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: StatusTimedOut})
+			s.emit(talkapi.Event{Kind: talkapi.KindResponse, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: talkapi.StatusTimedOut})
 		} else {
-			s.send(t, NameResponse, Response{Talk: t.id, Status: StatusTimedOut})
-			s.emit(Event{Kind: KindRequestClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: StatusTimedOut})
+			s.send(t, NameResponse, Response{Talk: t.id, Status: talkapi.StatusTimedOut})
+			s.emit(talkapi.Event{Kind: talkapi.KindRequestClosed, Talk: t.n, Peer: t.peer.String(), Nickname: t.nick, Status: talkapi.StatusTimedOut})
 		}
 	}
 }
@@ -329,7 +324,7 @@ func (s *Service) sessionEnded(ctx context.Context, addr identity.Address) {
 		defer s.wg.Done()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := s.ep.Call(cctx, kernel.Endpoint, kernel.SessionRequest{Address: addr})
+		_, err := s.ep.Call(cctx, kernelapi.Endpoint, kernelapi.SessionRequest{Address: addr})
 		if err == nil {
 			return
 		}
@@ -346,11 +341,11 @@ func (s *Service) peerDown(addr identity.Address) {
 		delete(s.talks, t.n)
 		switch {
 		case t.state == open:
-			s.emit(Event{Kind: KindClosed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
+			s.emit(talkapi.Event{Kind: talkapi.KindClosed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
 		case t.outgoing:
-			s.emit(Event{Kind: KindFailed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
+			s.emit(talkapi.Event{Kind: talkapi.KindFailed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
 		default:
-			s.emit(Event{Kind: KindRequestClosed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
+			s.emit(talkapi.Event{Kind: talkapi.KindRequestClosed, Talk: t.n, Peer: addr.String(), Nickname: t.nick, Text: "connection lost"})
 		}
 	}
 }
@@ -376,9 +371,9 @@ func (s *Service) sorted() []*talk {
 
 // handleFrame serves a checked frame from a peer.
 func (s *Service) handleFrame(f frame) {
-	from := f.s.Peer()
+	from := f.From
 	refuse := func(code wire.Code, format string, args ...any) {
-		f.s.SendError(context.Background(), f.e, code, fmt.Sprintf(format, args...))
+		s.refuse(f.Frame, code, fmt.Sprintf(format, args...))
 	}
 	switch v := f.v.(type) {
 	case Request:
@@ -390,13 +385,13 @@ func (s *Service) handleFrame(f frame) {
 			return
 		}
 		switch v.Status {
-		case StatusAccepted:
+		case talkapi.StatusAccepted:
 			t.state, t.deadline, t.nick = open, time.Time{}, v.Nickname
 			s.remember(t)
-			s.emit(Event{Kind: KindOpen, Talk: t.n, Peer: from.String(), Nickname: t.nick, Outgoing: true})
-		case StatusDeclined, StatusTimedOut:
+			s.emit(talkapi.Event{Kind: talkapi.KindOpen, Talk: t.n, Peer: from.String(), Nickname: t.nick, Outgoing: true})
+		case talkapi.StatusDeclined, talkapi.StatusTimedOut:
 			delete(s.talks, t.n)
-			s.emit(Event{Kind: KindResponse, Talk: t.n, Peer: from.String(), Nickname: t.nick, Status: v.Status})
+			s.emit(talkapi.Event{Kind: talkapi.KindResponse, Talk: t.n, Peer: from.String(), Nickname: t.nick, Status: v.Status})
 		default:
 			refuse(wire.CodeInvalidData, "status %d is not a later answer", v.Status)
 		}
@@ -407,7 +402,7 @@ func (s *Service) handleFrame(f frame) {
 			return
 		}
 		if !v.Ignore {
-			s.emit(Event{Kind: KindMsg, Talk: t.n, Peer: from.String(), Nickname: t.nick, Text: v.Text})
+			s.emit(talkapi.Event{Kind: talkapi.KindMsg, Talk: t.n, Peer: from.String(), Nickname: t.nick, Text: v.Text})
 		}
 	case NickChange:
 		t := s.find(from, v.Talk)
@@ -417,7 +412,7 @@ func (s *Service) handleFrame(f frame) {
 		}
 		old := t.nick
 		t.nick = v.Nickname
-		s.emit(Event{Kind: KindNick, Talk: t.n, Peer: from.String(), Nickname: t.nick, OldNickname: old})
+		s.emit(talkapi.Event{Kind: talkapi.KindNick, Talk: t.n, Peer: from.String(), Nickname: t.nick, OldNickname: old})
 	case Close:
 		t := s.find(from, v.Talk)
 		if t == nil {
@@ -425,14 +420,14 @@ func (s *Service) handleFrame(f frame) {
 			return
 		}
 		delete(s.talks, t.n)
-		ev := Event{Talk: t.n, Peer: from.String(), Nickname: t.nick, Text: v.Reason}
+		ev := talkapi.Event{Talk: t.n, Peer: from.String(), Nickname: t.nick, Text: v.Reason}
 		switch {
 		case t.state == open:
-			ev.Kind, ev.ByPeer = KindClosed, true
+			ev.Kind, ev.ByPeer = talkapi.KindClosed, true
 		case t.outgoing: // the callee should answer with talk_response
-			ev.Kind, ev.Status = KindResponse, StatusDeclined
+			ev.Kind, ev.Status = talkapi.KindResponse, talkapi.StatusDeclined
 		default:
-			ev.Kind, ev.ByPeer = KindRequestClosed, true
+			ev.Kind, ev.ByPeer = talkapi.KindRequestClosed, true
 		}
 		s.emit(ev)
 	}
@@ -440,28 +435,27 @@ func (s *Service) handleFrame(f frame) {
 
 // incoming serves a talk_request.
 func (s *Service) incoming(f frame, req Request) {
-	from := f.s.Peer()
-	ctx := context.Background()
+	from := f.From
 	if s.cfg.Stamps == nil {
-		f.s.SendError(ctx, f.e, wire.CodeNotImplemented, "talk requests are not served")
+		s.refuse(f.Frame, wire.CodeNotImplemented, "talk requests are not served")
 		return
 	}
 	if _, err := s.cfg.Stamps.Check(req.Stamp, Resource(s.cfg.Self, from, req.Talk), s.cfg.Bits); err != nil {
 		var herr *hashcash.Error
 		if !errors.As(err, &herr) {
 			s.log.Warn("talk: stamp not checked", "err", err)
-			f.s.SendError(ctx, f.e, wire.CodeFailed, "stamp not checked")
+			s.refuse(f.Frame, wire.CodeFailed, "stamp not checked")
 			return
 		}
-		f.s.SendError(ctx, f.e, wire.CodeHashcash, err.Error())
+		s.refuse(f.Frame, wire.CodeHashcash, err.Error())
 		return
 	}
 	if s.consoles == 0 {
-		f.s.Reply(ctx, f.e, NameResponse, Response{Talk: req.Talk, Status: StatusNoUI})
+		s.answer(f.Frame, NameResponse, Response{Talk: req.Talk, Status: talkapi.StatusNoUI})
 		return
 	}
 	if s.find(from, req.Talk) != nil {
-		f.s.SendError(ctx, f.e, wire.CodeInvalidData, fmt.Sprintf("talk %q exists", req.Talk))
+		s.refuse(f.Frame, wire.CodeInvalidData, fmt.Sprintf("talk %q exists", req.Talk))
 		return
 	}
 	waiting, fromPeer := 0, 0
@@ -474,25 +468,25 @@ func (s *Service) incoming(f frame, req Request) {
 		}
 	}
 	if waiting >= MaxRinging || fromPeer >= MaxRingingPerPeer || len(s.talks) >= MaxTalks {
-		f.s.SendError(ctx, f.e, wire.CodeBusy, "too many talk requests")
+		s.refuse(f.Frame, wire.CodeBusy, "too many talk requests")
 		return
 	}
 	s.next++
 	t := &talk{n: s.next, id: req.Talk, peer: from, nick: req.Nickname, state: ringing,
 		deadline: time.Now().Add(s.cfg.Timeout), started: time.Now()}
-	if a := f.s.Info().RemoteAddr; a != nil {
+	if a := f.Remote; a != nil {
 		t.remote = a.String()
 	}
 	s.talks[t.n] = t
-	f.s.Reply(ctx, f.e, NameResponse, Response{Talk: req.Talk, Status: StatusWaiting})
-	ev := Event{Kind: KindRequest, Talk: t.n, Peer: from.String(), Nickname: t.nick, Remote: t.remote, Expires: t.deadline.UTC()}
+	s.answer(f.Frame, NameResponse, Response{Talk: req.Talk, Status: talkapi.StatusWaiting})
+	ev := talkapi.Event{Kind: talkapi.KindRequest, Talk: t.n, Peer: from.String(), Nickname: t.nick, Remote: t.remote, Expires: t.deadline.UTC()}
 	s.introduce(&ev, from)
 	s.emit(ev)
 }
 
 // introduce says in ev whether the user knows the peer, and gives both
 // fingerprints to compare when it does not.
-func (s *Service) introduce(ev *Event, peer identity.Address) {
+func (s *Service) introduce(ev *talkapi.Event, peer identity.Address) {
 	if s.cfg.Contacts != nil {
 		if ct, err := s.cfg.Contacts.ByAddress(peer.String()); err == nil {
 			ev.Contact = ct.Nickname
@@ -555,37 +549,25 @@ func (s *Service) call(ctx context.Context, t *talk) {
 func (s *Service) request(ctx context.Context, to identity.Address, id, nick string) (Response, error) {
 	var resp Response
 	// The stamp carries the bits of the callee's policy, from its id.
-	v, err := s.ep.Call(ctx, kernel.Endpoint, kernel.SessionRequest{Address: to})
+	info, err := router.CallAs[kernelapi.PeerInfo](ctx, s.ep, kernelapi.Endpoint, kernelapi.SessionRequest{Address: to})
 	if err != nil {
 		return resp, err
-	}
-	info, ok := v.(peer.Info)
-	if !ok {
-		return resp, fmt.Errorf("kernel answered %T", v)
 	}
 	bits, ok := info.ID.Hashcash[Purpose]
 	if !ok {
 		bits = DefaultBits
 	}
 	dl, _ := ctx.Deadline()
-	v, err = s.ep.Call(ctx, miner.Endpoint, miner.MintRequest{
-		Resource: Resource(to, s.cfg.Self, id), Bits: bits, Priority: miner.Interactive, Deadline: dl,
+	mr, err := router.CallAs[minerapi.MintResult](ctx, s.ep, minerapi.Endpoint, minerapi.MintRequest{
+		Resource: Resource(to, s.cfg.Self, id), Bits: bits, Priority: minerapi.Interactive, Deadline: dl,
 	})
 	if err != nil {
 		return resp, fmt.Errorf("mint the stamp: %w", err)
 	}
-	mr, ok := v.(miner.MintResult)
-	if !ok {
-		return resp, fmt.Errorf("miner answered %T", v)
-	}
-	v, err = s.ep.Call(ctx, kernel.Endpoint, kernel.CallRequest{To: to, Name: NameRequest,
+	e, err := router.CallAs[wire.Envelope](ctx, s.ep, kernelapi.Endpoint, kernelapi.CallRequest{To: to, Name: NameRequest,
 		Data: Request{Talk: id, Nickname: nick, Stamp: mr.Stamp}})
 	if err != nil {
 		return resp, err
-	}
-	e, ok := v.(wire.Envelope)
-	if !ok {
-		return resp, fmt.Errorf("kernel answered %T", v)
 	}
 	if e.Name != NameResponse {
 		return resp, fmt.Errorf("peer answered %s", e.Name)
@@ -595,7 +577,7 @@ func (s *Service) request(ctx context.Context, to identity.Address, id, nick str
 		return resp, fmt.Errorf("peer's answer: %w", err)
 	}
 	resp = pv.(Response)
-	if resp.Talk != id || resp.Status != StatusWaiting && resp.Status != StatusNoUI {
+	if resp.Talk != id || resp.Status != talkapi.StatusWaiting && resp.Status != talkapi.StatusNoUI {
 		return resp, fmt.Errorf("peer answered talk %q with status %d", resp.Talk, resp.Status)
 	}
 	return resp, nil
@@ -607,25 +589,25 @@ func (s *Service) called(n int, resp Response, err error) {
 	if t == nil || t.state != calling {
 		return // withdrawn, or answered already
 	}
-	ev := Event{Talk: n, Peer: t.peer.String(), Nickname: t.nick}
+	ev := talkapi.Event{Talk: n, Peer: t.peer.String(), Nickname: t.nick}
 	switch {
 	case err != nil:
 		delete(s.talks, n)
-		ev.Kind, ev.Text = KindFailed, describe(err)
-	case resp.Status == StatusNoUI:
+		ev.Kind, ev.Text = talkapi.KindFailed, describe(err)
+	case resp.Status == talkapi.StatusNoUI:
 		delete(s.talks, n)
-		ev.Kind, ev.Status = KindResponse, StatusNoUI
+		ev.Kind, ev.Status = talkapi.KindResponse, talkapi.StatusNoUI
 	default:
 		t.acked = true
 		t.deadline = time.Now().Add(s.cfg.Timeout + callerGrace)
-		ev.Kind = KindRinging
+		ev.Kind = talkapi.KindRinging
 	}
 	s.emit(ev)
 }
 
 // describe turns a failed request into words for the user.
 func describe(err error) string {
-	switch peer.CodeOf(err) {
+	switch wire.CodeOf(err) {
 	case wire.CodeHashcash:
 		return "the peer refused the hashcash stamp: " + err.Error()
 	case wire.CodeBusy:
@@ -633,7 +615,7 @@ func describe(err error) string {
 	case wire.CodeUnknownCommand:
 		return "the peer does not speak talk"
 	}
-	if errors.Is(err, kernel.ErrNoSession) {
+	if errors.Is(err, kernelapi.ErrNoSession) {
 		return "not connected to the peer"
 	}
 	return err.Error()

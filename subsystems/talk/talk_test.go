@@ -16,14 +16,14 @@ import (
 
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/identity"
-	"github.com/phpchat/phpchat-node/node/kernel"
-	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
+	"github.com/phpchat/phpchat-node/node/nodetest"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
-	"github.com/phpchat/phpchat-node/subsystems/miner"
+	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
 func TestParseRefusesBadInput(t *testing.T) {
@@ -73,10 +73,10 @@ func TestParseRefusesBadInput(t *testing.T) {
 	}
 }
 
-// testNode is a kernel with a talk service and a miner pool, in process.
+// testNode is a node with a talk service, in process.
 type testNode struct {
+	*nodetest.Node
 	r    *router.Router
-	k    *kernel.Kernel
 	svc  *Service
 	ep   *router.Endpoint // the test's own endpoint
 	addr identity.Address
@@ -87,82 +87,40 @@ const testBits = 8
 
 func newTestNode(t *testing.T, timeout time.Duration) *testNode {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	id, err := identity.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(t.TempDir(), logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := router.New()
-	svc := New(Config{Router: r, Logger: logger, Self: id.Address, Contacts: db.Contacts(),
-		Stamps: &stamps.Checker{Spent: db.Stamps()}, Nickname: "n-" + id.Address.String()[3:9], Timeout: timeout, Bits: testBits})
-	k, err := kernel.New(kernel.Config{
-		Identity: id, Router: r, Logger: logger, Listen: "127.0.0.1:0",
-		MaxInbound: 8, MaxOutbound: 8, MaxPerIP: 8, MaxFrame: 1 << 20,
-		HandshakeTimeout: 5 * time.Second, IdleTimeout: time.Minute,
-		Hashcash: wire.HashcashPolicy{Purpose: testBits},
-		Handlers: svc.FrameHandlers(),
+	var svc *Service
+	n, err := nodetest.Start(nodetest.Config{
+		Dir: t.TempDir(), Hashcash: wire.HashcashPolicy{Purpose: testBits}, Names: Names,
+		Extra: func(n *nodetest.Node) []nodetest.Run {
+			svc = New(Config{Router: n.Router, Self: n.ID.Address, Contacts: n.DB.Contacts(),
+				Stamps: &stamps.Checker{Spent: n.DB.Stamps()}, Nickname: "n-" + n.ID.Address.String()[3:9], Timeout: timeout, Bits: testBits})
+			return []nodetest.Run{svc.Run}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := &miner.Pool{Router: r, Logger: logger, Workers: 2,
-		Mint: func(ctx context.Context, resource string, bits, workers int, hashes *atomic.Uint64) (string, error) {
-			st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(workers))
-			if err != nil {
-				return "", err
-			}
-			return st.String(), nil
-		}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 3)
-	for _, run := range []func(context.Context, func()) error{k.Run, pool.Run, svc.Run} {
-		ready := make(chan struct{})
-		go func() { done <- run(ctx, func() { close(ready) }) }()
-		select {
-		case <-ready:
-		case err := <-done:
-			t.Fatalf("start: %v", err)
-		case <-time.After(5 * time.Second):
-			t.Fatal("subsystem not ready in 5 s")
-		}
-	}
-	ep, err := r.Register("test", 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		for range 3 {
-			<-done
-		}
-		ep.Close()
-		db.Close()
-	})
-	return &testNode{r: r, k: k, svc: svc, ep: ep, addr: id.Address, db: db}
+	t.Cleanup(func() { n.Stop() })
+	return &testNode{Node: n, r: n.Router, svc: svc, ep: n.Endpoint, addr: n.ID.Address, db: n.DB}
 }
 
 func (n *testNode) call(t *testing.T, req any) (any, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return n.ep.Call(ctx, Endpoint, req)
+	return n.ep.Call(ctx, talkapi.Endpoint, req)
 }
 
 // console attaches a console to n until the test ends, and returns its
 // events.
 func (n *testNode) console(t *testing.T) (<-chan any, func()) {
 	t.Helper()
-	sub := n.r.Subscribe(TopicEvents, 256)
+	sub := n.r.Subscribe(talkapi.TopicEvents, 256)
 	done := make(chan struct{})
-	v, err := n.call(t, AttachRequest{Done: done})
+	v, err := n.call(t, talkapi.AttachRequest{Done: done})
 	if err != nil {
 		t.Fatal(err)
 	}
-	backlog := v.(Attached).Backlog
+	backlog := v.(talkapi.Attached).Backlog
 	ch := make(chan any, 256)
 	for _, ev := range backlog {
 		ch <- ev
@@ -184,13 +142,13 @@ func (n *testNode) console(t *testing.T) (<-chan any, func()) {
 }
 
 // expect waits for an event of the kind and returns it.
-func expect(t *testing.T, events <-chan any, kind string) Event {
+func expect(t *testing.T, events <-chan any, kind string) talkapi.Event {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
 		case v := <-events:
-			if ev := v.(Event); ev.Kind == kind {
+			if ev := v.(talkapi.Event); ev.Kind == kind {
 				return ev
 			}
 		case <-deadline:
@@ -204,7 +162,7 @@ func connect(t *testing.T, a, b *testNode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := a.ep.Call(ctx, kernel.Endpoint, kernel.ConnectRequest{Target: b.addr.String() + "@" + b.k.ListenAddr().String()}); err != nil {
+	if _, err := a.ep.Call(ctx, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: b.Target()}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,7 +172,7 @@ func raw(t *testing.T, a, b *testNode, name string, data any) (wire.Envelope, er
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := a.ep.Call(ctx, kernel.Endpoint, kernel.CallRequest{To: b.addr, Name: name, Data: data})
+	v, err := a.ep.Call(ctx, kernelapi.Endpoint, kernelapi.CallRequest{To: b.addr, Name: name, Data: data})
 	e, _ := v.(wire.Envelope)
 	return e, err
 }
@@ -233,7 +191,7 @@ func TestPeerInputRefused(t *testing.T) {
 	connect(t, a, b)
 	wantCode := func(what string, code wire.Code, e wire.Envelope, err error) {
 		t.Helper()
-		if got := peer.CodeOf(err); got != code {
+		if got := wire.CodeOf(err); got != code {
 			t.Errorf("%s: answer %s, %v; want error %d", what, e.Name, err, code)
 		}
 	}
@@ -241,7 +199,7 @@ func TestPeerInputRefused(t *testing.T) {
 	// Talks the receiver does not know, and frames that do not fit.
 	e, err := raw(t, a, b, NameMsg, Msg{Talk: "nosuchtalk", Text: "hi"})
 	wantCode("talk_msg on an unknown talk", wire.CodeInvalidData, e, err)
-	e, err = raw(t, a, b, NameResponse, Response{Talk: "nosuchtalk", Status: StatusAccepted, Nickname: "x"})
+	e, err = raw(t, a, b, NameResponse, Response{Talk: "nosuchtalk", Status: talkapi.StatusAccepted, Nickname: "x"})
 	wantCode("talk_response to no request", wire.CodeInvalidData, e, err)
 	e, err = raw(t, a, b, NameClose, Close{Talk: "nosuchtalk"})
 	wantCode("talk_close of an unknown talk", wire.CodeInvalidData, e, err)
@@ -262,7 +220,7 @@ func TestPeerInputRefused(t *testing.T) {
 	req.Stamp = mint(t, Resource(b.addr, a.addr, "t1"), testBits)
 	e, err = raw(t, a, b, NameRequest, req)
 	var resp Response
-	if err != nil || e.Decode(&resp) != nil || resp.Status != StatusNoUI || resp.Talk != "t1" {
+	if err != nil || e.Decode(&resp) != nil || resp.Status != talkapi.StatusNoUI || resp.Talk != "t1" {
 		t.Fatalf("talk_request without a console: %s %s, %v; want status 4", e.Name, e.Data, err)
 	}
 	e, err = raw(t, a, b, NameRequest, req)
@@ -273,10 +231,10 @@ func TestPeerInputRefused(t *testing.T) {
 	events, _ := b.console(t)
 	req = Request{Talk: "t2", Nickname: "mallory", Stamp: mint(t, Resource(b.addr, a.addr, "t2"), testBits)}
 	e, err = raw(t, a, b, NameRequest, req)
-	if err != nil || e.Decode(&resp) != nil || resp.Status != StatusWaiting {
+	if err != nil || e.Decode(&resp) != nil || resp.Status != talkapi.StatusWaiting {
 		t.Fatalf("talk_request with a console: %s %s, %v; want status 0", e.Name, e.Data, err)
 	}
-	ev := expect(t, events, KindRequest)
+	ev := expect(t, events, talkapi.KindRequest)
 	if ev.Nickname != "mallory" || ev.Peer != a.addr.String() || !ev.FirstTime || ev.PeerFingerprint != a.addr.Fingerprint() {
 		t.Fatalf("request event %+v", ev)
 	}
@@ -288,16 +246,16 @@ func TestPeerInputRefused(t *testing.T) {
 	wantCode("talk_msg before the talk is accepted", wire.CodeInvalidData, e, err)
 
 	// The user's side: bad lines, unknown talks.
-	if _, err := b.call(t, AcceptRequest{Talk: 99}); !errors.Is(err, ErrNoTalk) {
+	if _, err := b.call(t, talkapi.AcceptRequest{Talk: 99}); !errors.Is(err, talkapi.ErrNoTalk) {
 		t.Errorf("accept of no request: %v", err)
 	}
-	if _, err := b.call(t, SendRequest{Talk: ev.Talk, Text: "hi"}); !errors.Is(err, ErrNoTalk) {
+	if _, err := b.call(t, talkapi.SendRequest{Talk: ev.Talk, Text: "hi"}); !errors.Is(err, talkapi.ErrNoTalk) {
 		t.Errorf("line on a talk not open: %v", err)
 	}
-	if _, err := b.call(t, NickRequest{Nickname: " padded"}); !errors.Is(err, ErrBadInput) {
+	if _, err := b.call(t, talkapi.NickRequest{Nickname: " padded"}); !errors.Is(err, talkapi.ErrBadInput) {
 		t.Errorf("bad nickname: %v", err)
 	}
-	if _, err := b.call(t, StartRequest{Peer: b.addr}); !errors.Is(err, ErrBadInput) {
+	if _, err := b.call(t, talkapi.StartRequest{Peer: b.addr}); !errors.Is(err, talkapi.ErrBadInput) {
 		t.Errorf("talk to self: %v", err)
 	}
 }
@@ -309,33 +267,33 @@ func TestTalkBetweenServices(t *testing.T) {
 	bEvents, detachB := b.console(t)
 
 	// Accepted: lines flow both ways, both address books learn the peer.
-	v, err := a.call(t, StartRequest{Peer: b.addr})
+	v, err := a.call(t, talkapi.StartRequest{Peer: b.addr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	aTalk := v.(TalkInfo).Talk
-	expect(t, aEvents, KindRinging)
-	req := expect(t, bEvents, KindRequest)
-	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); err != nil {
+	aTalk := v.(talkapi.TalkInfo).Talk
+	expect(t, aEvents, talkapi.KindRinging)
+	req := expect(t, bEvents, talkapi.KindRequest)
+	if _, err := b.call(t, talkapi.AcceptRequest{Talk: req.Talk}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, bEvents, KindOpen)
-	if ev := expect(t, aEvents, KindOpen); ev.Talk != aTalk || !ev.Outgoing || ev.Nickname != b.svc.cfg.Nickname {
+	expect(t, bEvents, talkapi.KindOpen)
+	if ev := expect(t, aEvents, talkapi.KindOpen); ev.Talk != aTalk || !ev.Outgoing || ev.Nickname != b.svc.cfg.Nickname {
 		t.Fatalf("open event at the caller: %+v", ev)
 	}
-	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "hello ☺"}); err != nil {
+	if _, err := a.call(t, talkapi.SendRequest{Talk: aTalk, Text: "hello ☺"}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := expect(t, aEvents, KindMsg); !ev.Mine {
+	if ev := expect(t, aEvents, talkapi.KindMsg); !ev.Mine {
 		t.Fatalf("caller's own line: %+v", ev)
 	}
-	if ev := expect(t, bEvents, KindMsg); ev.Text != "hello ☺" || ev.Mine || ev.Nickname != a.svc.cfg.Nickname {
+	if ev := expect(t, bEvents, talkapi.KindMsg); ev.Text != "hello ☺" || ev.Mine || ev.Nickname != a.svc.cfg.Nickname {
 		t.Fatalf("line at the callee: %+v", ev)
 	}
-	if _, err := b.call(t, SendRequest{Talk: req.Talk, Text: "hi"}); err != nil {
+	if _, err := b.call(t, talkapi.SendRequest{Talk: req.Talk, Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := expect(t, aEvents, KindMsg); ev.Text != "hi" {
+	if ev := expect(t, aEvents, talkapi.KindMsg); ev.Text != "hi" {
 		t.Fatalf("line at the caller: %+v", ev)
 	}
 	for _, n := range []*testNode{a, b} {
@@ -347,30 +305,30 @@ func TestTalkBetweenServices(t *testing.T) {
 			t.Errorf("address book after an accepted talk: %v", err)
 		}
 	}
-	v, err = a.call(t, StatusRequest{})
-	if err != nil || v.(Status).Letters[b.addr.String()] != "T" {
+	v, err = a.call(t, talkapi.StatusRequest{})
+	if err != nil || v.(talkapi.Status).Letters[b.addr.String()] != "T" {
 		t.Fatalf("status while talking: %v, %v", v, err)
 	}
 
 	// Lines received while no console is attached wait for the next.
 	detachB()
-	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "are you there?"}); err != nil {
+	if _, err := a.call(t, talkapi.SendRequest{Talk: aTalk, Text: "are you there?"}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, aEvents, KindMsg)
-	if _, err := a.call(t, NickRequest{Nickname: "alice"}); err != nil {
+	expect(t, aEvents, talkapi.KindMsg)
+	if _, err := a.call(t, talkapi.NickRequest{Nickname: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, aEvents, KindNick)
+	expect(t, aEvents, talkapi.KindNick)
 	// The nickname change comes after the line on the same session: once
 	// the status shows it, both wait in the backlog.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		v, err := b.call(t, ListRequest{})
+		v, err := b.call(t, talkapi.ListRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l := v.([]TalkInfo); len(l) == 1 && l[0].Nickname == "alice" {
+		if l := v.([]talkapi.TalkInfo); len(l) == 1 && l[0].Nickname == "alice" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -379,48 +337,48 @@ func TestTalkBetweenServices(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	bEvents, _ = b.console(t)
-	if ev := expect(t, bEvents, KindMsg); ev.Text != "are you there?" {
+	if ev := expect(t, bEvents, talkapi.KindMsg); ev.Text != "are you there?" {
 		t.Fatalf("backlog: %+v", ev)
 	}
-	if ev := expect(t, bEvents, KindNick); ev.Nickname != "alice" || ev.OldNickname != a.svc.cfg.Nickname {
+	if ev := expect(t, bEvents, talkapi.KindNick); ev.Nickname != "alice" || ev.OldNickname != a.svc.cfg.Nickname {
 		t.Fatalf("backlog: %+v", ev)
 	}
 
 	// Closed by the caller.
-	if _, err := a.call(t, CloseRequest{Talk: aTalk}); err != nil {
+	if _, err := a.call(t, talkapi.CloseRequest{Talk: aTalk}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := expect(t, bEvents, KindClosed); !ev.ByPeer {
+	if ev := expect(t, bEvents, talkapi.KindClosed); !ev.ByPeer {
 		t.Fatalf("close at the callee: %+v", ev)
 	}
 
 	// Declined.
-	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+	if _, err := a.call(t, talkapi.StartRequest{Peer: b.addr}); err != nil {
 		t.Fatal(err)
 	}
-	req = expect(t, bEvents, KindRequest)
+	req = expect(t, bEvents, talkapi.KindRequest)
 	if req.FirstTime || req.Contact == "" {
 		t.Fatalf("second request from a known peer: %+v", req)
 	}
-	if _, err := b.call(t, DeclineRequest{Talk: req.Talk}); err != nil {
+	if _, err := b.call(t, talkapi.DeclineRequest{Talk: req.Talk}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusDeclined {
+	if ev := expect(t, aEvents, talkapi.KindResponse); ev.Status != talkapi.StatusDeclined {
 		t.Fatalf("decline at the caller: %+v", ev)
 	}
 
 	// Unanswered: b's request times out on both sides.
-	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+	if _, err := a.call(t, talkapi.StartRequest{Peer: b.addr}); err != nil {
 		t.Fatal(err)
 	}
-	req = expect(t, bEvents, KindRequest)
-	if ev := expect(t, bEvents, KindRequestClosed); ev.Talk != req.Talk || ev.Status != StatusTimedOut {
+	req = expect(t, bEvents, talkapi.KindRequest)
+	if ev := expect(t, bEvents, talkapi.KindRequestClosed); ev.Talk != req.Talk || ev.Status != talkapi.StatusTimedOut {
 		t.Fatalf("timeout at the callee: %+v", ev)
 	}
-	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusTimedOut {
+	if ev := expect(t, aEvents, talkapi.KindResponse); ev.Status != talkapi.StatusTimedOut {
 		t.Fatalf("timeout at the caller: %+v", ev)
 	}
-	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); !errors.Is(err, ErrNoTalk) {
+	if _, err := b.call(t, talkapi.AcceptRequest{Talk: req.Talk}); !errors.Is(err, talkapi.ErrNoTalk) {
 		t.Fatalf("accept after the timeout: %v", err)
 	}
 }
@@ -431,7 +389,7 @@ func (n *testNode) serveControl(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.sock")
 	srv := &control.Server{Path: path, Router: n.r, Logger: slog.New(slog.DiscardHandler),
-		Handlers: ControlHandlers(n.r, n.db.Contacts())}
+		Handlers: control.TalkHandlers(n.r, n.db.Contacts())}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
@@ -468,12 +426,12 @@ func attachSocket(t *testing.T, path string) *socketConsole {
 	if _, err := io.WriteString(nc, `{"name":"console.attach","rid":1}`+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	c.expect(t, KindAttached)
+	c.expect(t, talkapi.KindAttached)
 	return c
 }
 
 // expect reads events until one of the kind, and returns it.
-func (c *socketConsole) expect(t *testing.T, kind string) Event {
+func (c *socketConsole) expect(t *testing.T, kind string) talkapi.Event {
 	t.Helper()
 	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
@@ -485,10 +443,10 @@ func (c *socketConsole) expect(t *testing.T, kind string) Event {
 		if err := json.Unmarshal(line, &f); err != nil {
 			t.Fatalf("console: frame %q: %v", line, err)
 		}
-		if f.Name != EventFrame {
+		if f.Name != talkapi.EventFrame {
 			t.Fatalf("console: frame %q, want events", line)
 		}
-		var ev Event
+		var ev talkapi.Event
 		if err := json.Unmarshal(f.Data, &ev); err != nil {
 			t.Fatalf("console: event %q: %v", f.Data, err)
 		}
@@ -503,11 +461,11 @@ func (n *testNode) waitConsoles(t *testing.T, want int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		v, err := n.call(t, StatusRequest{})
+		v, err := n.call(t, talkapi.StatusRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := v.(Status).Consoles
+		got := v.(talkapi.Status).Consoles
 		if got == want {
 			return
 		}
@@ -529,38 +487,38 @@ func TestConsoleLeavesOverSocket(t *testing.T) {
 
 	cb := attachSocket(t, path)
 	b.waitConsoles(t, 1)
-	v, err := a.call(t, StartRequest{Peer: b.addr})
+	v, err := a.call(t, talkapi.StartRequest{Peer: b.addr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	aTalk := v.(TalkInfo).Talk
-	req := cb.expect(t, KindRequest)
-	if _, err := b.call(t, AcceptRequest{Talk: req.Talk}); err != nil {
+	aTalk := v.(talkapi.TalkInfo).Talk
+	req := cb.expect(t, talkapi.KindRequest)
+	if _, err := b.call(t, talkapi.AcceptRequest{Talk: req.Talk}); err != nil {
 		t.Fatal(err)
 	}
-	cb.expect(t, KindOpen)
-	expect(t, aEvents, KindOpen)
+	cb.expect(t, talkapi.KindOpen)
+	expect(t, aEvents, talkapi.KindOpen)
 
 	// The console leaves; a line comes meanwhile; the next console
 	// gets it.
 	cb.nc.Close()
 	b.waitConsoles(t, 0)
-	if _, err := a.call(t, SendRequest{Talk: aTalk, Text: "still there?"}); err != nil {
+	if _, err := a.call(t, talkapi.SendRequest{Talk: aTalk, Text: "still there?"}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, aEvents, KindMsg)
+	expect(t, aEvents, talkapi.KindMsg)
 	cb = attachSocket(t, path)
-	if ev := cb.expect(t, KindMsg); ev.Text != "still there?" {
+	if ev := cb.expect(t, talkapi.KindMsg); ev.Text != "still there?" {
 		t.Fatalf("line kept for the next console: %+v", ev)
 	}
 
 	// It leaves too: a request gets "no user interface".
 	cb.nc.Close()
 	b.waitConsoles(t, 0)
-	if _, err := a.call(t, StartRequest{Peer: b.addr}); err != nil {
+	if _, err := a.call(t, talkapi.StartRequest{Peer: b.addr}); err != nil {
 		t.Fatal(err)
 	}
-	if ev := expect(t, aEvents, KindResponse); ev.Status != StatusNoUI {
-		t.Fatalf("request after the console left: %+v, want status %d", ev, StatusNoUI)
+	if ev := expect(t, aEvents, talkapi.KindResponse); ev.Status != talkapi.StatusNoUI {
+		t.Fatalf("request after the console left: %+v, want status %d", ev, talkapi.StatusNoUI)
 	}
 }

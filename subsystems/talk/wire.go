@@ -10,6 +10,7 @@ import (
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
 // Message names of the talk family (docs/protocol.md, section 7).
@@ -24,15 +25,6 @@ const (
 // Purpose is the hashcash purpose of a talk request in a node's policy
 // (the "hashcash" member of its id).
 const Purpose = NameRequest
-
-// Statuses of a talk_response.
-const (
-	StatusWaiting  = 0 // the request reached the user, who has not answered yet
-	StatusAccepted = 1
-	StatusDeclined = 2
-	StatusTimedOut = 3 // the user did not answer in time
-	StatusNoUI     = 4 // no console is attached to the callee's node
-)
 
 // Limits of the talk messages.
 const (
@@ -164,10 +156,10 @@ func parse(e wire.Envelope) (any, error) {
 		if err := decode(e.Data, &v); err != nil {
 			return nil, err
 		}
-		if v.Status < StatusWaiting || v.Status > StatusNoUI {
+		if v.Status < talkapi.StatusWaiting || v.Status > talkapi.StatusNoUI {
 			return nil, invalid("unknown status %d", v.Status)
 		}
-		if v.Status == StatusAccepted {
+		if v.Status == talkapi.StatusAccepted {
 			if err := config.CheckNickname(v.Nickname); err != nil {
 				return nil, invalid("%v", err)
 			}
@@ -225,3 +217,7 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Names are the message names of the talk family, which the service
+// registers for with the kernel.
+var Names = []string{NameRequest, NameResponse, NameMsg, NameNick, NameClose}

@@ -3,26 +3,20 @@ package dhtsim
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-	"time"
 
-	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/dht"
+	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
-	"github.com/phpchat/phpchat-node/node/kernel"
+	"github.com/phpchat/phpchat-node/node/nodetest"
 	"github.com/phpchat/phpchat-node/node/router"
-	"github.com/phpchat/phpchat-node/node/stamps"
-	"github.com/phpchat/phpchat-node/node/wire"
-	"github.com/phpchat/phpchat-node/store"
 )
 
-// Live is a network of complete nodes in one process: each has its own
-// kernel (TLS 1.3 sessions over loopback TCP), DHT service, spent-stamp
-// store and router, as `phpchat-node run` builds them; only the miner
-// pool is replaced by direct minting.
+// Live is a network of complete nodes in one process (package nodetest):
+// each has its own kernel (TLS 1.3 sessions over loopback TCP), DHT
+// service, store and router, as `phpchat-node run` builds them.
 type Live struct {
 	Nodes []*LiveNode
 	rng   *rand.Rand
@@ -30,13 +24,7 @@ type Live struct {
 
 // LiveNode is one node of a Live network.
 type LiveNode struct {
-	ID     *identity.Identity
-	Kernel *kernel.Kernel
-	DHT    *dht.Service
-	ep     *router.Endpoint
-	cancel context.CancelFunc
-	done   chan struct{}
-	db     *store.DB
+	*nodetest.Node
 	online bool
 }
 
@@ -48,7 +36,7 @@ func StartLive(ctx context.Context, n int, dir string, bits int, seed uint64) (*
 		var boot []string
 		if i > 0 {
 			s := lv.Nodes[0]
-			boot = []string{fmt.Sprintf("%s@%s", s.ID.Address, s.Kernel.ListenAddr())}
+			boot = []string{s.Target()}
 		}
 		nd, err := startLiveNode(filepath.Join(dir, fmt.Sprint(i)), bits, boot)
 		if err != nil {
@@ -57,7 +45,7 @@ func StartLive(ctx context.Context, n int, dir string, bits int, seed uint64) (*
 		}
 		lv.Nodes = append(lv.Nodes, nd)
 		if i > 0 {
-			if _, err := nd.ep.Call(ctx, dht.Endpoint, dht.JobRequest{Job: "bootstrap"}); err != nil {
+			if _, err := nd.Call(ctx, dhtapi.Endpoint, dhtapi.JobRequest{Job: "bootstrap"}); err != nil {
 				lv.Stop()
 				return nil, fmt.Errorf("node %d joins: %w", i, err)
 			}
@@ -67,66 +55,17 @@ func StartLive(ctx context.Context, n int, dir string, bits int, seed uint64) (*
 }
 
 func startLiveNode(dir string, bits int, bootstrap []string) (*LiveNode, error) {
-	id, err := identity.Generate()
+	n, err := nodetest.Start(nodetest.Config{Dir: dir, Bits: bits, Bootstrap: bootstrap})
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(dir, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, err
-	}
-	r := router.New()
-	logger := slog.New(slog.DiscardHandler)
-	svc := &dht.Service{
-		Router: r, Logger: logger, Table: dht.NewTable(id.Address), Meta: db.Meta(),
-		Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: bits, Bootstrap: bootstrap,
-		RequestTimeout: 5 * time.Second,
-		Mint: func(ctx context.Context, resource string, bits int) (string, error) {
-			st, err := hashcash.Mint(ctx, resource, bits, hashcash.WithWorkers(1))
-			if err != nil {
-				return "", err
-			}
-			return st.String(), nil
-		},
-	}
-	k, err := kernel.New(kernel.Config{
-		Identity: id, Router: r, Logger: logger, Listen: "127.0.0.1:0",
-		MaxInbound: 256, MaxOutbound: 64, MaxPerIP: 1 << 16, MaxFrame: 1 << 20,
-		HandshakeTimeout: 10 * time.Second, IdleTimeout: 10 * time.Minute,
-		Hashcash: wire.HashcashPolicy{dht.Purpose: bits}, Handlers: svc.Handlers(),
-	})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	nd := &LiveNode{ID: id, Kernel: k, DHT: svc, cancel: cancel, done: make(chan struct{}), db: db, online: true}
-	kready, dready := make(chan struct{}), make(chan struct{})
-	errc := make(chan error, 2)
-	go func() { errc <- k.Run(ctx, func() { close(kready) }) }()
-	go func() {
-		<-kready
-		errc <- svc.Run(ctx, func() { close(dready) })
-	}()
-	go func() { <-errc; <-errc; db.Close(); close(nd.done) }()
-	select {
-	case <-dready:
-	case <-nd.done:
-		return nil, fmt.Errorf("node stopped while starting")
-	}
-	nd.ep, err = r.Register("bench", 1)
-	if err != nil {
-		nd.stop()
-		return nil, err
-	}
-	return nd, nil
+	return &LiveNode{Node: n, online: true}, nil
 }
 
 func (nd *LiveNode) stop() {
 	if nd.online {
 		nd.online = false
-		nd.cancel()
-		<-nd.done
+		nd.Stop()
 	}
 }
 
@@ -157,14 +96,13 @@ func (lv *Live) Measure(ctx context.Context, lookups int) (Result, error) {
 	for i := 0; i < lookups; i++ {
 		from := online[lv.rng.IntN(len(online))]
 		to := online[lv.rng.IntN(len(online))]
-		v, err := from.ep.Call(ctx, dht.Endpoint, dht.LookupRequest{Target: to.ID.Address.ID()})
+		lr, err := router.CallAs[dhtapi.LookupResult](ctx, from.Endpoint, dhtapi.Endpoint, dhtapi.LookupRequest{Target: to.ID.Address.ID()})
 		if err != nil {
 			return res, err
 		}
-		lr := v.(dht.LookupResult)
 		res.Lookups++
-		res.Rounds = append(res.Rounds, lr.Stats.Rounds)
-		res.Messages = append(res.Messages, lr.Stats.Messages)
+		res.Rounds = append(res.Rounds, lr.Rounds)
+		res.Messages = append(res.Messages, lr.Messages)
 		var all []dht.Node
 		for _, nd := range online {
 			if nd != from {

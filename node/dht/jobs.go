@@ -1,0 +1,211 @@
+package dht
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/store"
+)
+
+// goJob runs the job named name on a goroutine of its own and answers m
+// (if not nil) with its outcome. A request for a job that is running
+// already waits for that run and gets its outcome.
+func (s *Service) goJob(ctx context.Context, wg *sync.WaitGroup, m *router.Msg, name string) {
+	reply := func(err error) {
+		if m != nil {
+			m.Reply(nil, err)
+		} else if err != nil {
+			s.Logger.Warn("dht: "+name, "err", err)
+		}
+	}
+	job, err := s.job(name)
+	if err != nil {
+		reply(err)
+		return
+	}
+	s.mu.Lock()
+	run, busy := s.running[name]
+	if !busy {
+		run = &jobRun{done: make(chan struct{})}
+		s.running[name] = run
+	}
+	s.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if busy {
+			select {
+			case <-run.done:
+				reply(run.err)
+			case <-ctx.Done():
+				reply(ctx.Err())
+			}
+			return
+		}
+		jctx, cancel := withDeadline(ctx)
+		defer cancel()
+		run.err = job(jctx)
+		s.mu.Lock()
+		delete(s.running, name)
+		s.mu.Unlock()
+		close(run.done)
+		reply(run.err)
+	}()
+}
+
+// jobRun is a run of a job; err is set when done closes.
+type jobRun struct {
+	done chan struct{}
+	err  error
+}
+
+func (s *Service) job(name string) (func(context.Context) error, error) {
+	switch name {
+	case "refresh":
+		return s.refresh, nil
+	case "ping":
+		return s.ping, nil
+	case "bootstrap":
+		return s.bootstrap, nil
+	case "save":
+		return func(context.Context) error { return s.save() }, nil
+	case "expire":
+		return func(context.Context) error { s.expire(); return nil }, nil
+	}
+	return nil, fmt.Errorf("dht: no job %q", name)
+}
+
+// bootstrap joins the network when the table is empty: it dials the seed
+// nodes, looks up its own id and refreshes.
+func (s *Service) bootstrap(ctx context.Context) error {
+	if s.Table.Len() > 0 {
+		return nil
+	}
+	for _, seed := range s.Bootstrap {
+		p, err := router.CallAs[kernelapi.PeerInfo](ctx, s.ep, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: seed})
+		if err != nil {
+			s.Logger.Warn("dht: bootstrap node unreachable (setting bootstrap)", "node", seed, "err", err)
+			continue
+		}
+		// The handshake proved the seed's key: it may enter the table, at
+		// the IP address the session reached.
+		if p.RemoteAddr != nil {
+			s.Table.Add(Node{Address: p.Address, Addrs: []string{p.RemoteAddr.String()}})
+		}
+	}
+	if s.Table.Len() == 0 {
+		if len(s.Bootstrap) == 0 {
+			s.warnEmpty()
+			return nil
+		}
+		return errors.New("dht: no bootstrap node could be reached")
+	}
+	if _, _, err := s.Lookup(ctx, s.Table.Self()); err != nil {
+		return fmt.Errorf("dht: self lookup: %w", err)
+	}
+	// A joining node refreshes every bucket up to its closest neighbours',
+	// however recently: a new table knows the network only near its own id.
+	return s.refreshOlder(ctx, 0)
+}
+
+// warnEmpty says, once, that the node cannot join a network by itself:
+// unless a peer has connected (as one given with --connect does), which
+// fills the table.
+func (s *Service) warnEmpty() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.warned || s.haveSeen {
+		return
+	}
+	s.warned = true
+	s.Logger.Warn("dht: the routing table is empty and no bootstrap nodes are set: give --bootstrap or --connect to join a network")
+}
+
+// refresh looks up a random id in each bucket not refreshed for an hour.
+func (s *Service) refresh(ctx context.Context) error { return s.refreshOlder(ctx, refreshAge) }
+
+// refreshOlder looks up a random id in each bucket not refreshed within
+// age, at most MaxRefreshes of them.
+func (s *Service) refreshOlder(ctx context.Context, age time.Duration) error {
+	ids := s.Table.Stale(age, func(b int) identity.ID {
+		var r [32]byte
+		rand.Read(r[:])
+		return RandomIDInBucket(s.Table.Self(), b, r[:])
+	})
+	if len(ids) > MaxRefreshes {
+		ids = ids[:MaxRefreshes]
+	}
+	for _, id := range ids {
+		if _, _, err := s.Lookup(ctx, id); err != nil && !errors.Is(err, ErrNoNodes) {
+			return err
+		}
+	}
+	return nil
+}
+
+// expire forgets replacement nodes not seen for an hour. (Nodes in the
+// table are not expired by age: the ping job checks them, and only a
+// failed check removes one.)
+func (s *Service) expire() {
+	n := s.Table.ExpireReplacements(replaceAge)
+	s.Logger.Debug("dht: expired", "replacements", n)
+}
+
+// ping checks the nodes that have been quiet for a while, a few at a time.
+func (s *Service) ping(ctx context.Context) error {
+	cutoff := time.Now().Add(-pingAge)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxLiveChecks)
+	n := 0
+	for _, nd := range s.Table.Nodes() {
+		if nd.LastSeen.After(cutoff) {
+			continue
+		}
+		if n++; n > maxPings {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.checkLive(ctx, nd)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Service) save() error {
+	if s.Meta == nil {
+		return nil
+	}
+	if err := s.Meta.Put(tableKey, s.Table.Nodes()); err != nil {
+		return fmt.Errorf("dht: save table: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) load() {
+	if s.Meta == nil {
+		return
+	}
+	var nodes []Node
+	if err := s.Meta.Get(tableKey, &nodes); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.Logger.Warn("dht: saved table not loaded", "err", err)
+		}
+		return
+	}
+	for _, n := range nodes {
+		s.Table.Add(n)
+	}
+	s.Logger.Info("dht: table loaded", "nodes", s.Table.Len())
+}
