@@ -91,7 +91,8 @@ func (f *File) Value(key string) (string, string, bool) {
 
 // WriteDefaultFile writes a settings file with every setting at its default,
 // each under a comment that says what it means, and a random nickname. It
-// refuses to overwrite an existing file.
+// refuses to overwrite an existing file, with an error wrapping
+// fs.ErrExist. The file appears whole or not at all (CreateFileAtomic).
 func WriteDefaultFile(path string) error {
 	var b bytes.Buffer
 	b.WriteString("# phpchat-node settings. Each key is also a flag (--key) and an environment\n")
@@ -120,15 +121,10 @@ func WriteDefaultFile(path string) error {
 		}
 		fmt.Fprintf(&b, "%s: %s", d.Key, out)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := CreateFileAtomic(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write settings: %w", err)
 	}
-	if _, err := f.Write(b.Bytes()); err != nil {
-		f.Close()
-		return fmt.Errorf("write settings %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
 }
 
 func randomNickname() string {

@@ -1,11 +1,10 @@
 package store
 
 import (
-	"encoding/binary"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -19,8 +18,10 @@ type Contact struct {
 	Added    time.Time `json:"added"`
 }
 
-// Contacts is the address book. Nicknames are unique regardless of case.
-type Contacts struct{ db *badger.DB }
+// Contacts is the address book. Nicknames are unique regardless of case,
+// addresses are unique. Every change is durable: it is on disk when the
+// method returns.
+type Contacts struct{ d *DB }
 
 // Errors returned by Contacts.
 var (
@@ -28,52 +29,27 @@ var (
 	ErrAddressTaken  = errors.New("address already in the address book")
 )
 
-const (
-	contactPrefix = "contact/"
-	nickPrefix    = "contact-nick/"
-	addrPrefix    = "contact-addr/"
-	contactSeq    = "seq/contact"
-)
-
-func contactKey(id uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(contactPrefix), id)
-}
-
-func nickKey(nick string) []byte { return []byte(nickPrefix + strings.ToLower(nick)) }
-func addrKey(addr string) []byte { return []byte(addrPrefix + addr) }
-
 // Add stores a new contact, assigning its ID and, when zero, its Added time.
+// Concurrent Adds all succeed, except that of a nickname or an address
+// already in the book, which fails with ErrNicknameTaken or ErrAddressTaken.
 func (c *Contacts) Add(ct Contact) (Contact, error) {
 	if ct.Added.IsZero() {
 		ct.Added = time.Now().UTC()
 	}
-	err := c.db.Update(func(txn *badger.Txn) error {
-		for key, taken := range map[string]error{string(nickKey(ct.Nickname)): ErrNicknameTaken, string(addrKey(ct.Address)): ErrAddressTaken} {
-			if _, err := txn.Get([]byte(key)); err == nil {
-				return taken
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-		}
-		id, err := nextSeq(txn, contactSeq)
-		if err != nil {
-			return err
-		}
-		ct.ID = id
-		b, err := json.Marshal(ct)
-		if err != nil {
-			return err
-		}
-		idb := binary.BigEndian.AppendUint64(nil, id)
-		if err := txn.Set(contactKey(id), b); err != nil {
-			return err
-		}
-		if err := txn.Set(nickKey(ct.Nickname), idb); err != nil {
-			return err
-		}
-		return txn.Set(addrKey(ct.Address), idb)
-	})
+	id, err := c.d.next(seqContact)
 	if err != nil {
+		return Contact{}, fmt.Errorf("add contact %q: %w", ct.Nickname, err)
+	}
+	ct.ID = id
+	b, err := json.Marshal(ct)
+	if err != nil {
+		return Contact{}, fmt.Errorf("add contact %q: %w", ct.Nickname, err)
+	}
+	r := record{key: contactKey(id), value: b, indexes: []index{
+		{key: contactNickKey(ct.Nickname), taken: ErrNicknameTaken},
+		{key: contactAddrKey(ct.Address), taken: ErrAddressTaken},
+	}}
+	if err := c.d.update(true, func(txn *badger.Txn) error { return putRecord(txn, r) }); err != nil {
 		return Contact{}, fmt.Errorf("add contact %q: %w", ct.Nickname, err)
 	}
 	return ct, nil
@@ -81,17 +57,12 @@ func (c *Contacts) Add(ct Contact) (Contact, error) {
 
 // Remove deletes the contact with the given ID.
 func (c *Contacts) Remove(id uint64) error {
-	err := c.db.Update(func(txn *badger.Txn) error {
+	err := c.d.update(true, func(txn *badger.Txn) error {
 		ct, err := getContact(txn, contactKey(id))
 		if err != nil {
 			return err
 		}
-		for _, k := range [][]byte{contactKey(id), nickKey(ct.Nickname), addrKey(ct.Address)} {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return deleteRecord(txn, contactKey(id), contactNickKey(ct.Nickname), contactAddrKey(ct.Address))
 	})
 	if err != nil {
 		return fmt.Errorf("remove contact %d: %w", id, err)
@@ -102,17 +73,15 @@ func (c *Contacts) Remove(id uint64) error {
 // List returns every contact in the order they were added.
 func (c *Contacts) List() ([]Contact, error) {
 	var out []Contact
-	err := c.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(contactPrefix), PrefetchValues: true, PrefetchSize: 64})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+	err := c.d.db.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, []byte(prefixContact), func(_, v []byte) error {
 			var ct Contact
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &ct) }); err != nil {
+			if err := json.Unmarshal(v, &ct); err != nil {
 				return err
 			}
 			out = append(out, ct)
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
@@ -123,31 +92,19 @@ func (c *Contacts) List() ([]Contact, error) {
 // ByNickname returns the contact with the nickname, compared regardless
 // of case, or ErrNotFound.
 func (c *Contacts) ByNickname(nick string) (Contact, error) {
-	return c.byIndex(nickKey(nick), "nickname "+nick)
+	return c.byIndex(contactNickKey(nick), "nickname "+nick)
 }
 
 // ByAddress returns the contact with the address, or ErrNotFound.
 func (c *Contacts) ByAddress(addr string) (Contact, error) {
-	return c.byIndex(addrKey(addr), "address "+addr)
+	return c.byIndex(contactAddrKey(addr), "address "+addr)
 }
 
 func (c *Contacts) byIndex(key []byte, what string) (Contact, error) {
 	var ct Contact
-	err := c.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if err != nil {
-			return err
-		}
-		idb, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		ct, err = getContact(txn, append([]byte(contactPrefix), idb...))
-		return err
+	err := c.d.db.View(func(txn *badger.Txn) error {
+		return getByIndex(txn, key, func(v []byte) error { return json.Unmarshal(v, &ct) })
 	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		err = ErrNotFound
-	}
 	if err != nil {
 		return Contact{}, fmt.Errorf("contact with %s: %w", what, err)
 	}
@@ -156,35 +113,31 @@ func (c *Contacts) byIndex(key []byte, what string) (Contact, error) {
 
 func getContact(txn *badger.Txn, key []byte) (Contact, error) {
 	var ct Contact
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return ct, ErrNotFound
-	}
-	if err != nil {
-		return ct, err
-	}
-	err = item.Value(func(b []byte) error { return json.Unmarshal(b, &ct) })
+	err := getValue(txn, key, func(v []byte) error { return json.Unmarshal(v, &ct) })
 	return ct, err
 }
 
-// nextSeq returns the next value of the named counter, starting at 1, in txn.
-func nextSeq(txn *badger.Txn, name string) (uint64, error) {
-	var n uint64
-	item, err := txn.Get([]byte(name))
-	switch {
-	case err == nil:
-		if err := item.Value(func(b []byte) error {
-			if len(b) != 8 {
-				return fmt.Errorf("counter %s is corrupt", name)
+// upgradeContactIndexes rewrites the contact indexes of stores written
+// before the record pattern, whose values were the 8-byte contact id, to
+// hold the contact's key, as every index does now.
+func upgradeContactIndexes(txn *badger.Txn) error {
+	type fix struct{ key, value []byte }
+	var fixes []fix
+	for _, p := range []string{prefixContactNick, prefixContactAddr} {
+		err := scanPrefix(txn, []byte(p), func(k, v []byte) error {
+			if len(v) == 8 {
+				fixes = append(fixes, fix{bytes.Clone(k), append([]byte(prefixContact), v...)})
 			}
-			n = binary.BigEndian.Uint64(b)
 			return nil
-		}); err != nil {
-			return 0, err
+		})
+		if err != nil {
+			return err
 		}
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return 0, err
 	}
-	n++
-	return n, txn.Set([]byte(name), binary.BigEndian.AppendUint64(nil, n))
+	for _, f := range fixes {
+		if err := txn.Set(f.key, f.value); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -15,15 +14,14 @@ var ErrSpent = errors.New("stamp already spent")
 // Stamps remembers spent hashcash stamps until they expire, so that each
 // stamp pays for one thing only, across restarts. Entries vanish by
 // themselves (badger TTL) once the stamp could no longer be accepted.
-type Stamps struct{ db *badger.DB }
+//
+// A spend is not promised durable (see DB.update): a stamp spent just
+// before a power cut might be accepted once more after it, which gives its
+// spender one request it has paid for already.
+type Stamps struct{ d *DB }
 
 // Stamps returns the spent-stamp repository.
-func (d *DB) Stamps() *Stamps { return &Stamps{db: d.db} }
-
-func stampKey(stamp string) []byte {
-	sum := sha256.Sum256([]byte(stamp))
-	return append([]byte("stamp/"), sum[:]...)
-}
+func (d *DB) Stamps() *Stamps { return &Stamps{d: d} }
 
 // Spend records stamp as spent until expires. It returns ErrSpent if the
 // stamp was spent before, including by a concurrent Spend.
@@ -32,7 +30,9 @@ func (s *Stamps) Spend(stamp string, expires time.Time) error {
 	if ttl <= 0 {
 		return fmt.Errorf("spend stamp: already expired at %s", expires.UTC().Format(time.RFC3339))
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	// Not d.update: a conflict means a concurrent Spend of the same stamp
+	// committed first, which is the answer, not something to retry.
+	err := s.d.db.Update(func(txn *badger.Txn) error {
 		key := stampKey(stamp)
 		_, err := txn.Get(key)
 		if err == nil {
@@ -54,7 +54,7 @@ func (s *Stamps) Spend(stamp string, expires time.Time) error {
 
 // Spent reports whether stamp has been spent and has not yet expired.
 func (s *Stamps) Spent(stamp string) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.d.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(stampKey(stamp))
 		return err
 	})

@@ -2,14 +2,17 @@
 // reached only through typed repositories: Meta for single values, Contacts
 // for the address book, and further ones as the node grows.
 //
-// Keys are grouped by a prefix per repository ("meta/", "contact/", …);
-// a secondary index lives in the same transaction as its record.
+// Keys are grouped by a prefix per repository, all listed in keys.go; a
+// record and its secondary indexes are written in one transaction with one
+// expiry (record.go).
 package store
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -20,16 +23,30 @@ var ErrNotFound = errors.New("not found")
 
 // DB is the node's database.
 type DB struct {
-	db *badger.DB
+	db         *badger.DB
+	syncWrites bool // badger syncs every commit; see durableMode
+
+	mu   sync.Mutex
+	seqs map[string]*badger.Sequence // counters, by key
+
+	commits    atomic.Uint64 // durable commits so far, without SyncWrites
+	syncMu     sync.Mutex    // held while syncing after a commit
+	syncedUpTo uint64        // commits known on disk; under syncMu
 }
 
 // Open opens (creating if needed) the database in dir.
 //
 // Badger's defaults suit a server with gigabytes to spare (64 MiB memtables,
 // a 256 MiB block cache); a node holds little data, so the tables and caches
-// are small and the idle process stays in a few tens of megabytes.
+// are small and the idle process stays in a few tens of megabytes. Every
+// commit is synced to disk before it returns (durableMode says why).
 func Open(dir string, logger *slog.Logger) (*DB, error) {
+	return openDB(dir, logger, durableMode)
+}
+
+func openDB(dir string, logger *slog.Logger, syncWrites bool) (*DB, error) {
 	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(syncWrites).
 		WithLogger(badgerLogger{logger}).
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
@@ -48,12 +65,29 @@ func Open(dir string, logger *slog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	d := &DB{db: db, syncWrites: syncWrites, seqs: map[string]*badger.Sequence{}}
+	if err := d.update(true, upgradeContactIndexes); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: upgrade: %w", dir, err)
+	}
+	return d, nil
 }
 
 // Close flushes and closes the database.
 func (d *DB) Close() error {
+	d.mu.Lock()
+	var errs []error
+	for name, seq := range d.seqs {
+		if err := seq.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("counter %s: %w", name, err))
+		}
+	}
+	clear(d.seqs)
+	d.mu.Unlock()
 	if err := d.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
@@ -81,10 +115,10 @@ func (d *DB) Compact() error {
 }
 
 // Meta returns the repository of single named values.
-func (d *DB) Meta() *Meta { return &Meta{db: d.db} }
+func (d *DB) Meta() *Meta { return &Meta{d: d} }
 
 // Contacts returns the address book.
-func (d *DB) Contacts() *Contacts { return &Contacts{db: d.db} }
+func (d *DB) Contacts() *Contacts { return &Contacts{d: d} }
 
 // badgerLogger sends badger's logs to slog, its chatty info level as debug.
 type badgerLogger struct{ l *slog.Logger }

@@ -20,6 +20,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"github.com/phpchat/phpchat-node/config"
 )
 
 // Prefix is the human-readable part of every address.
@@ -133,51 +135,61 @@ func fromKey(key ed25519.PrivateKey) *Identity {
 	return &Identity{Key: key, Address: a}
 }
 
-// Load reads an identity from a PEM (PKCS #8) key file.
+// Load reads an identity from a PEM (PKCS #8) key file. A missing or empty
+// file gives an error wrapping fs.ErrNotExist: an empty file holds no key,
+// and is what an interrupted creation left before keys were written
+// atomically. A damaged file gives an error naming it.
 func Load(path string) (*Identity, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read node key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("read node key %s: no PEM PRIVATE KEY block", path)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("read node key %s: the file is empty: %w", path, fs.ErrNotExist)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	key, err := parseKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("read node key %s: %w", path, err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("read node key %s: %T is not an Ed25519 key", path, k)
+		return nil, fmt.Errorf("read node key %s: %w; the file is damaged: restore it from a backup, "+
+			"or remove it to make a new identity with a new address", path, err)
 	}
 	return fromKey(key), nil
 }
 
+func parseKey(b []byte) (ed25519.PrivateKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, errors.New("no PEM PRIVATE KEY block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%T is not an Ed25519 key", k)
+	}
+	return key, nil
+}
+
 // Save writes the identity's private key to path (mode 0600). It refuses
-// to overwrite an existing file.
+// to overwrite an existing file. The file appears whole or not at all, even
+// if the process is killed or the disk is full.
 func (id *Identity) Save(path string) error {
 	der, err := x509.MarshalPKCS8PrivateKey(id.Key)
 	if err != nil {
 		return fmt.Errorf("encode node key: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := config.CreateFileAtomic(path, b, 0o600); err != nil {
 		return fmt.Errorf("write node key: %w", err)
 	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return fmt.Errorf("write node key %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write node key %s: %w", path, err)
-	}
-	return f.Close()
+	return nil
 }
 
 // LoadOrCreate loads the identity at path, making and saving a new one if
-// the file does not exist. created reports whether it was made.
+// the file does not exist or is empty. created reports whether it was made.
+// It never replaces a key file that holds anything: a damaged key is an
+// error, for an identity cannot be made again.
 func LoadOrCreate(path string) (id *Identity, created bool, err error) {
 	id, err = Load(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
@@ -186,8 +198,29 @@ func LoadOrCreate(path string) (id *Identity, created bool, err error) {
 	if id, err = Generate(); err != nil {
 		return nil, false, err
 	}
+	if err := removeEmpty(path); err != nil {
+		return nil, false, err
+	}
 	if err := id.Save(path); err != nil {
 		return nil, false, err
 	}
 	return id, true, nil
+}
+
+// removeEmpty removes the file at path if it exists and is empty.
+func removeEmpty(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("write node key: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != 0 {
+		return fmt.Errorf("write node key %s: the file changed while it was read", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("write node key: %w", err)
+	}
+	return nil
 }

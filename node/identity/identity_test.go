@@ -1,7 +1,10 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,5 +108,75 @@ func TestLoadOrCreate(t *testing.T) {
 	}
 	if _, _, err := LoadOrCreate(path); err == nil {
 		t.Fatal("corrupt key file accepted")
+	}
+}
+
+// A 0-byte key file, as an interrupted creation left before keys were
+// written atomically, holds no identity: LoadOrCreate makes a new one.
+func TestLoadOrCreateReplacesEmptyKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.key")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Load of an empty key: %v, want fs.ErrNotExist naming the file", err)
+	}
+	id, created, err := LoadOrCreate(path)
+	if err != nil || !created {
+		t.Fatalf("LoadOrCreate over an empty key: created=%v err=%v", created, err)
+	}
+	again, err := Load(path)
+	if err != nil || again.Address != id.Address {
+		t.Fatalf("reload: %v, %v", again, err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("data dir holds %d files, want only node.key", len(ents))
+	}
+}
+
+// A damaged key file is never replaced: the error names the file and says
+// what to do, and the file stays as it was.
+func TestLoadOrCreateKeepsDamagedKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	id, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := id.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, damaged := range [][]byte{whole[:len(whole)/2], []byte("garbage")} {
+		if err := os.WriteFile(path, damaged, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err := LoadOrCreate(path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "damaged") {
+			t.Fatalf("damaged key: %v, want an error naming %s", err, path)
+		}
+		if b, _ := os.ReadFile(path); !bytes.Equal(b, damaged) {
+			t.Fatal("damaged key file was changed")
+		}
+	}
+}
+
+func TestSaveRefusesExisting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.key")
+	a, _ := Generate()
+	b, _ := Generate()
+	if err := a.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Save(path); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Save: %v, want fs.ErrExist", err)
+	}
+	got, err := Load(path)
+	if err != nil || got.Address != a.Address {
+		t.Fatalf("key after refused Save: %v, %v; want the first", got, err)
 	}
 }
