@@ -24,6 +24,9 @@ type ptyConsole struct {
 	out     strings.Builder // everything the console printed
 	seen    int             // how much of out expect has consumed
 	changed chan struct{}   // a token when out grows
+
+	exited  chan struct{} // closed when the console exited and out has all it printed
+	waitErr error         // the console's exit, once exited is closed
 }
 
 // startConsole attaches a console to n and waits until it is attached.
@@ -34,9 +37,10 @@ func startConsole(t *testing.T, n *testNode, name string) *ptyConsole {
 	if err != nil {
 		t.Fatalf("console on a pty: %v", err)
 	}
-	c := &ptyConsole{t: t, name: name, pty: f, changed: make(chan struct{}, 1)}
-	exited := make(chan struct{})
-	go func() { // ends when the pty closes
+	c := &ptyConsole{t: t, name: name, pty: f, changed: make(chan struct{}, 1), exited: make(chan struct{})}
+	readDone := make(chan struct{})
+	go func() { // ends when the console exits (the pty's other side closes)
+		defer close(readDone)
 		buf := make([]byte, 4096)
 		for {
 			n, err := f.Read(buf)
@@ -55,12 +59,13 @@ func startConsole(t *testing.T, n *testNode, name string) *ptyConsole {
 		}
 	}()
 	go func() {
-		cmd.Wait()
-		close(exited)
+		c.waitErr = cmd.Wait()
+		<-readDone
+		close(c.exited)
 	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-exited
+		<-c.exited
 		f.Close()
 		if t.Failed() {
 			t.Logf("console %s printed:\n%s", name, c.output())
@@ -118,6 +123,25 @@ func (c *ptyConsole) send(line string) {
 	if _, err := c.pty.Write([]byte(line + "\r")); err != nil {
 		c.t.Fatalf("console %s: typing %q: %v", c.name, line, err)
 	}
+}
+
+// expectEnd waits until the console prints last and exits, and checks
+// that it left the screen to the shell clean: after last, no prompt, and
+// the cursor at the start of a line. It returns the console's exit.
+func (c *ptyConsole) expectEnd(last string) error {
+	c.t.Helper()
+	c.expect(last)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		c.t.Fatalf("console %s: still running after %q", c.name, last)
+	}
+	out := c.output()
+	tail := out[strings.LastIndex(out, last)+len(last):]
+	if strings.Contains(tail, ":> ") || !strings.HasSuffix(tail, "\n") {
+		c.t.Fatalf("console %s: after %q it left %q on the screen, want the end of the line only", c.name, last, tail)
+	}
+	return c.waitErr
 }
 
 func TestConsolesTalk(t *testing.T) {
@@ -268,7 +292,24 @@ func TestConsolesTalk(t *testing.T) {
 	ca.expect("/helpme")
 	ca.expect("END OF LIST")
 	ca.send("/exit")
-	ca.expect("exit")
+	if err := ca.expectEnd("exit"); err != nil {
+		t.Errorf("console after /exit: %v", err)
+	}
+	cb.pty.Write([]byte{4}) // Ctrl-D
+	if err := cb.expectEnd("exit"); err != nil {
+		t.Errorf("console after Ctrl-D: %v", err)
+	}
+}
+
+func TestConsoleEndsWhenNodeGoes(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "n"), "--listen", "127.0.0.1:0")
+	c := startConsole(t, n, "n")
+	c.pty.Write([]byte("half typed"))
+	c.expect("half typed")
+	n.cmd.Process.Kill()
+	if err := c.expectEnd("The node closed the connection."); err == nil {
+		t.Error("console exited with status 0 when the node went away")
+	}
 }
 
 // connStatus returns the status letters of the connections in an info.
