@@ -112,8 +112,30 @@ func runNode(c *cli.Context) error {
 
 // serve runs the node's subsystems until ctx ends or a required one fails.
 func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) error {
+	_, subs, release, err := subsystems(l, s, id, db, logger)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// Leave a fifth of the shutdown time for closing the store.
+	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout * 4 / 5}
+	logger.Info("node starting", "version", node.Version, "address", id.Address.String(), "data_dir", l.Dir)
+	err = sup.Run(ctx, subs, func() {
+		if err := supervisor.Notify("READY=1"); err != nil {
+			logger.Warn("systemd notification failed", "err", err)
+		}
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// subsystems builds the subsystems of a node on a new router, and
+// returns them with the router and a function that releases what they
+// share once they have stopped.
+func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) (*router.Router, []supervisor.Subsystem, func(), error) {
 	r := router.New()
-	info := localInfo(l, s, id)
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
@@ -124,9 +146,8 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	// The endpoint of run's own calls: minting for the DHT, cron jobs.
 	self, err := r.Register("run", 1)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer self.Close()
 	dhtSvc := &dht.Service{
 		Router: r, Logger: logger.With("subsystem", "dht"), Self: id.Address, Table: dht.NewTable(id.Address),
 		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: s.NodeFindBits,
@@ -146,15 +167,13 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		Names:        append([]string{dht.NameFindNode}, talk.Names...),
 	})
 	if err != nil {
-		return err
+		self.Close()
+		return nil, nil, nil, err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: localInfo(l, s, id), Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
-	// Leave a fifth of the shutdown time for closing the store.
-	sup := &supervisor.Supervisor{Logger: logger, ShutdownTimeout: s.ShutdownTimeout * 4 / 5}
-	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
-	err = sup.Run(ctx, []supervisor.Subsystem{
+	return r, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
 		{Name: "dht", Run: dhtSvc.Run},
@@ -162,15 +181,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 		{Name: "miner", Run: pool.Run},
 		{Name: "cron", Run: sched.Run},
 		{Name: "talk", Run: talkSvc.Run},
-	}, func() {
-		if err := supervisor.Notify("READY=1"); err != nil {
-			logger.Warn("systemd notification failed", "err", err)
-		}
-	})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	}, self.Close, nil
 }
 
 // cronInfo adds the scheduler's jobs to Info.
