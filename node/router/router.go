@@ -62,7 +62,7 @@ type Msg struct {
 	ctx     context.Context // the caller's
 	reply   chan result
 	once    sync.Once
-	release context.CancelFunc // Bind's, ended by Reply
+	release func() // ends Bind's context; called by Reply
 }
 
 // Context returns the caller's context: it carries the caller's deadline,
@@ -79,12 +79,15 @@ func (m *Msg) Context() context.Context {
 // Bind returns a context that ends when ctx (the serving side's) or the
 // caller's context ends, or m is answered, with the caller's deadline. Work
 // a service does for m runs under it. Bind is called once, by the
-// goroutine that takes m from the inbox.
+// goroutine that takes m from the inbox, and m must then be answered
+// (Reply), a one-way message too, to release the context.
 func (m *Msg) Bind(ctx context.Context) context.Context {
 	mctx, cancel := context.WithCancel(m.Context())
 	stop := context.AfterFunc(ctx, cancel)
-	context.AfterFunc(mctx, func() { stop() })
-	m.release = cancel
+	m.release = func() {
+		stop()
+		cancel()
+	}
 	return mctx
 }
 
@@ -212,20 +215,18 @@ func (e *Endpoint) deliver(to *Endpoint, m *Msg) error {
 
 // Call sends body as a request to endpoint to and waits for its reply, the
 // context's deadline or DefaultTimeout, whichever comes first. The request
-// carries the context (see Msg.Context): when Call returns, for whatever
-// reason, the callee's work for it is cancelled.
+// carries the context (see Msg.Context), so the callee's work for it ends
+// when the caller gives up.
 func (e *Endpoint) Call(ctx context.Context, to string, body any) (any, error) {
 	target, err := e.r.lookup(to)
 	if err != nil {
 		return nil, err
 	}
-	var cancel context.CancelFunc
 	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-	} else {
-		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
 	}
-	defer cancel()
 	m := &Msg{From: e.id, RID: e.r.rid.Add(1), Body: body, ctx: ctx, reply: make(chan result, 1)}
 	if err := e.deliver(target, m); err != nil {
 		return nil, err
