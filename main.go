@@ -34,18 +34,29 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newApp().RunContext(ctx, os.Args); err != nil {
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			if msg := err.Error(); msg != "" {
-				fmt.Fprintln(os.Stderr, "phpchat-node:", msg)
-			}
-			os.Exit(ec.ExitCode())
-		}
-		fmt.Fprintln(os.Stderr, "phpchat-node:", err)
-		os.Exit(1)
+	code := runMain(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// runMain runs the command line args, printing to stdout and stderr, and
+// returns the exit status. Tests call it to run a command in process.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp()
+	app.Writer, app.ErrWriter = stdout, stderr
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
 	}
+	var ec cli.ExitCoder
+	if !errors.As(err, &ec) {
+		fmt.Fprintln(stderr, "phpchat-node:", err)
+		return exitFailure
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(stderr, "phpchat-node:", msg)
+	}
+	return ec.ExitCode()
 }
 
 // Exit statuses.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,11 +13,14 @@ import (
 // --json may follow the arguments of every contacts command, and each
 // then prints JSON.
 func TestContactsJSONAfterArguments(t *testing.T) {
-	n := &testNode{t: t, dataDir: t.TempDir()} // no node runs: the store is used
+	dataDir := t.TempDir() // no node runs: the store is used
 	run := func(args ...string) (string, error) {
 		t.Helper()
-		out, err := n.command(append([]string{"contacts"}, args...)...).Output()
-		return string(out), err
+		out, errOut, code := runCLI(t, append([]string{"--data-dir", dataDir, "contacts"}, args...)...)
+		if code != 0 {
+			return out, fmt.Errorf("exit status %d: %s", code, errOut)
+		}
+		return out, nil
 	}
 	id, err := identity.Generate()
 	if err != nil {

@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,42 +12,44 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/phpchat/phpchat-node/node/identity"
 )
 
-// binary is the phpchat-node built once for the end-to-end tests.
-var binary string
+// The tests of this file run the command line in process, through runMain,
+// and nodes as goroutines of the test. Those that need real processes
+// (signals, the pty console) are in e2e_test.go and console_test.go.
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "phpchat-bin")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "phpchat-node")
-	if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+// runCLI runs the command line args in process and returns what it
+// printed and its exit status. A command that does not end within a minute
+// is cancelled, so that a `run` wrongly accepted fails the test rather than
+// hanging it.
+func runCLI(t testing.TB, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code = runMain(ctx, append([]string{"phpchat-node"}, args...), &out, &errOut)
+	return out.String(), errOut.String(), code
 }
 
-// testNode is a phpchat-node process run by a test.
+// testNode is a node run by a test: a phpchat-node process (startNode) or
+// `run` in the test's process (startInProcess).
 type testNode struct {
 	t       *testing.T
 	dataDir string
-	cmd     *exec.Cmd
+	cmd     *exec.Cmd // the node's process; nil in process
 	stderr  syncBuffer
 	notify  *net.UnixConn
-	exited  chan error
+	stop    func()        // asks the node to stop
+	done    chan struct{} // closed when the node has exited
+	exitErr error         // why it exited, once done is closed
 }
 
-// syncBuffer is a bytes.Buffer that the test may read while os/exec's
-// copying goroutine writes the node's log into it.
+// syncBuffer is a bytes.Buffer that the test may read while the node
+// writes its log into it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -65,306 +67,112 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// command returns an exec.Cmd of the binary on the node's data dir.
-func (n *testNode) command(args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, append([]string{"--data-dir", n.dataDir}, args...)...)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
-	return cmd
+// cli runs the command line args in process on the node's data dir.
+func (n *testNode) cli(args ...string) (stdout, stderr string, code int) {
+	n.t.Helper()
+	return runCLI(n.t, append([]string{"--data-dir", n.dataDir}, args...)...)
 }
 
-// startNode runs `run` and waits for it to tell systemd's socket READY=1.
-func startNode(t *testing.T, dataDir string, args ...string) *testNode {
+// notifySocket listens on a socket for systemd's notifications, as
+// NOTIFY_SOCKET names it to the node.
+func notifySocket(t *testing.T) (*net.UnixConn, string) {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "notify")
-	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{t: t, dataDir: dataDir, notify: notify, exited: make(chan error, 1)}
-	n.cmd = n.command(append([]string{"run"}, args...)...)
-	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	n.cmd.Stderr = &n.stderr
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.exited <- n.cmd.Wait() }()
+	t.Cleanup(func() { conn.Close() })
+	return conn, sock
+}
+
+// startInProcess runs `run` with args on dataDir in a goroutine and waits
+// until the node tells systemd READY=1. The node stops at the end of the
+// test. It sets NOTIFY_SOCKET, so the test may not be parallel.
+func startInProcess(t *testing.T, dataDir string, args ...string) *testNode {
+	t.Helper()
+	notify, sock := notifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", sock)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{t: t, dataDir: dataDir, notify: notify, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		args := append([]string{"phpchat-node", "--data-dir", dataDir, "run"}, args...)
+		if code := runMain(ctx, args, &n.stderr, &n.stderr); code != 0 {
+			n.exitErr = fmt.Errorf("exit status %d", code)
+		}
+	}()
 	t.Cleanup(func() {
-		n.cmd.Process.Kill()
-		notify.Close()
+		cancel()
+		select {
+		case <-n.done:
+		case <-time.After(time.Minute):
+			t.Error("node run in process did not stop within a minute")
+		}
 		if t.Failed() {
 			t.Logf("node log:\n%s", n.stderr.String())
 		}
 	})
-	n.expectNotify("READY=1")
+	n.waitReady()
 	return n
 }
 
-func (n *testNode) expectNotify(want string) {
+// waitReady waits for the node to tell systemd READY=1, failing the test if
+// the node exits first.
+func (n *testNode) waitReady() {
 	n.t.Helper()
-	buf := make([]byte, 256)
-	n.notify.SetReadDeadline(time.Now().Add(30 * time.Second))
-	got, err := n.notify.Read(buf)
-	if err != nil {
-		n.t.Fatalf("waiting for %s from the node: %v", want, err)
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 256)
+		n.notify.SetReadDeadline(time.Now().Add(time.Minute))
+		k, err := n.notify.Read(buf)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(buf[:k])
+	}()
+	select {
+	case s := <-got:
+		if s != "READY=1" {
+			n.t.Fatalf("waiting for READY=1 from the node: got %q", s)
+		}
+	case <-n.done:
+		n.t.Fatalf("node exited before it was ready: %v", n.exitErr)
 	}
-	if string(buf[:got]) != want {
-		n.t.Fatalf("node notified %q, want %q", buf[:got], want)
+}
+
+// wait waits for the node to exit and returns why it did.
+func (n *testNode) wait() error {
+	n.t.Helper()
+	select {
+	case <-n.done:
+		return n.exitErr
+	case <-time.After(time.Minute):
+		n.t.Fatal("node did not exit within a minute")
+		return nil
 	}
 }
 
 // info runs `info --json` and decodes it.
 func (n *testNode) info() map[string]any {
 	n.t.Helper()
-	out, err := n.command("info", "--json").Output()
-	if err != nil {
-		n.t.Fatalf("info --json: %v", err)
+	out, errOut, code := n.cli("info", "--json")
+	if code != 0 {
+		n.t.Fatalf("info --json: exit status %d: %s", code, errOut)
 	}
 	var m map[string]any
-	if err := json.Unmarshal(out, &m); err != nil {
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		n.t.Fatalf("info --json printed %q: %v", out, err)
 	}
 	return m
 }
 
-func TestRunInfoEndToEnd(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "node")
-	n := startNode(t, dataDir, "--listen", "127.0.0.1:0", "--nickname", "alice")
-
-	fi, err := os.Stat(dataDir)
-	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("data dir: %v, %v; want mode 0700", fi.Mode(), err)
-	}
-	if fi, err := os.Stat(filepath.Join(dataDir, "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("node.key: %v, want mode 0600", err)
-	}
-
-	in := n.info()
-	for _, k := range []string{"version", "address", "mail_address", "nickname", "listen", "data_dir", "running"} {
-		if _, ok := in[k]; !ok {
-			t.Errorf("info --json lacks %q: %v", k, in)
-		}
-	}
-	addr, _ := in["address"].(string)
-	if in["running"] != true || in["nickname"] != "alice" || in["mail_address"] != addr+"@phpchat.lan" || len(addr) > 64 || addr == "" {
-		t.Fatalf("info of the running node: %v", in)
-	}
-
-	// info -c --json prints one JSON object per interval.
-	out, err := n.command("info", "-c", "--json", "--count", "3", "--interval", "50ms").Output()
-	if err != nil {
-		t.Fatalf("info -c: %v", err)
-	}
-	samples := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(samples) != 3 {
-		t.Fatalf("info -c --count 3 printed %d lines: %s", len(samples), out)
-	}
-	for _, line := range samples {
-		var s map[string]any
-		if err := json.Unmarshal([]byte(line), &s); err != nil || s["running"] != true || s["address"] != addr {
-			t.Fatalf("info -c sample %q: %v", line, err)
-		}
-	}
-
-	// A second node on the same data dir is refused, naming the first's pid.
-	out, err = n.command("run", "--listen", "127.0.0.1:0").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(string(out), "pid "+strconv.Itoa(n.cmd.Process.Pid)) {
-		t.Fatalf("second run: %v, %s; want a refusal naming pid %d", err, out, n.cmd.Process.Pid)
-	}
-
-	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	n.expectNotify("STOPPING=1")
-	select {
-	case err := <-n.exited:
-		if err != nil {
-			t.Fatalf("node exited with %v after SIGTERM, want status 0", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("node did not stop within 5 s of SIGTERM")
-	}
-
-	in = n.info()
-	if in["running"] != false || in["address"] != addr {
-		t.Fatalf("info of the stopped node: %v", in)
-	}
-	out, err = n.command("info", "-c").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "no node is running") {
-		t.Fatalf("info -c without a running node: %v, %s", err, out)
-	}
-
-	// The identity survives a restart.
-	n = startNode(t, dataDir, "--listen", "127.0.0.1:0")
-	if got := n.info()["address"]; got != addr {
-		t.Fatalf("address after restart %v, want %v", got, addr)
-	}
-}
-
-func TestRunRefusesBadSettings(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		args     []string
-		env      string
-		file     string
-		wantText string
-	}{
-		{name: "port out of range", args: []string{"--listen", "0.0.0.0:70000"}, wantText: "setting listen (flag --listen): port"},
-		{name: "unknown log level", env: "PHPCHAT_LOG_LEVEL=loud", wantText: "setting log-level (environment PHPCHAT_LOG_LEVEL): unknown log level"},
-		{name: "unknown key", file: "listen: 127.0.0.1:0\nlisten-port: 1\n", wantText: `line 2: unknown key "listen-port"`},
-		{name: "unreadable yaml", file: "listen: [\n", wantText: "settings.yml"},
-		{name: "bad file value", file: "shutdown-timeout: never\n", wantText: "setting shutdown-timeout"},
-		{name: "unknown flag", args: []string{"--listen-port", "1"}, wantText: "flag provided but not defined: -listen-port"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			n := &testNode{t: t, dataDir: filepath.Join(t.TempDir(), "node")}
-			if tc.file != "" {
-				os.MkdirAll(n.dataDir, 0o700)
-				os.WriteFile(filepath.Join(n.dataDir, "settings.yml"), []byte(tc.file), 0o600)
-			}
-			cmd := n.command(append([]string{"run"}, tc.args...)...)
-			if tc.env != "" {
-				cmd.Env = append(cmd.Env, tc.env)
-			}
-			done := make(chan struct{})
-			time.AfterFunc(30*time.Second, func() {
-				select {
-				case <-done:
-				default:
-					cmd.Process.Kill()
-				}
-			})
-			out, err := cmd.CombinedOutput()
-			close(done)
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-				t.Fatalf("run: %v, output %s; want exit status 2", err, out)
-			}
-			if !strings.Contains(string(out), tc.wantText) {
-				t.Fatalf("run said %q, want it to contain %q", out, tc.wantText)
-			}
-		})
-	}
-}
-
-func TestInfoWithoutNode(t *testing.T) {
-	n := &testNode{t: t, dataDir: filepath.Join(t.TempDir(), "none")}
-	out, err := n.command("info").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "no node in") {
-		t.Fatalf("info on an empty dir: %v, %s", err, out)
-	}
-}
-
-func TestContactsAndCronjob(t *testing.T) {
-	dataDir := filepath.Join(t.TempDir(), "node")
-	// A second node only to have a valid address to add.
-	peerDir := filepath.Join(t.TempDir(), "peer")
-	peer := startNode(t, peerDir, "--listen", "127.0.0.1:0")
-	peerAddr := peer.info()["address"].(string)
-
-	n := startNode(t, dataDir, "--listen", "127.0.0.1:0")
-	run := func(args ...string) (string, error) {
-		out, err := n.command(args...).CombinedOutput()
-		return string(out), err
-	}
-	typo := []byte(peerAddr)
-	typo[10] ^= 1 // one character changed
-	if out, err := run("contacts", "add", string(typo), "bob"); err == nil || !strings.Contains(out, "invalid address") {
-		t.Fatalf("mistyped address: %v, %s", err, out)
-	}
-	if out, err := run("contacts", "add", peerAddr, "Bob"); err != nil {
-		t.Fatalf("contacts add: %v, %s", err, out)
-	}
-	if out, err := run("contacts", "add", peerAddr, "bobby"); err == nil || !strings.Contains(out, "already") {
-		t.Fatalf("same address twice: %v, %s", err, out)
-	}
-	out, err := run("contacts", "list", "--json")
-	var list []map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0]["nickname"] != "Bob" || list[0]["address"] != peerAddr {
-		t.Fatalf("contacts list --json: %v, %s", err, out)
-	}
-	out, err = run("cronjob", "-c")
-	if err != nil || !strings.Contains(out, "save") || !strings.Contains(out, "ok") {
-		t.Fatalf("cronjob -c: %v, %s", err, out)
-	}
-
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-n.exited; err != nil {
-		t.Fatalf("node exit: %v", err)
-	}
-	// With the node stopped, the book is read from the store.
-	out, err = run("contacts")
-	if err != nil || !strings.Contains(out, "Bob") || !strings.Contains(out, peerAddr) {
-		t.Fatalf("contacts on the stopped node: %v, %s", err, out)
-	}
-	if out, err := run("contacts", "remove", "1"); err != nil {
-		t.Fatalf("contacts remove: %v, %s", err, out)
-	}
-	if out, _ := run("contacts"); !strings.Contains(out, "empty") {
-		t.Fatalf("after remove: %s", out)
-	}
-	if out, err := run("cronjob", "-c"); err == nil || !strings.Contains(out, "no node is running") {
-		t.Fatalf("cronjob without a node: %v, %s", err, out)
-	}
-}
-
-func TestHashcashCommand(t *testing.T) {
-	n := &testNode{t: t, dataDir: t.TempDir()}
-	out, err := n.command("hashcash", "mint", "-b", "12", "alice").Output()
-	if err != nil {
-		t.Fatalf("mint: %v", err)
-	}
-	stamp := strings.TrimSpace(string(out))
-	if !strings.HasPrefix(stamp, "1:12:") {
-		t.Fatalf("mint printed %q", stamp)
-	}
-	if out, err := n.command("hashcash", "check", "-b", "12", "-r", "alice", stamp).CombinedOutput(); err != nil {
-		t.Fatalf("check of a good stamp: %v, %s", err, out)
-	}
-	// As the C tool, which lowercases resources: any case matches.
-	if out, err := n.command("hashcash", "check", "-b", "12", "-r", "Alice", stamp).CombinedOutput(); err != nil {
-		t.Fatalf("check with the resource in another case: %v, %s", err, out)
-	}
-	// A usage error is status 2: status 1 means a refused stamp.
-	for _, args := range [][]string{{"-b", "12", stamp}, {"-b", "12", "-r", "alice"}} {
-		err := n.command(append([]string{"hashcash", "check"}, args...)...).Run()
-		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("check %v: %v, want exit status 2", args, err)
-		}
-	}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"-b", "12", "-r", "bob", stamp}, "wrong resource"},
-		{[]string{"-b", "30", "-r", "alice", stamp}, "insufficient bits"},
-		{[]string{"-b", "12", "-r", "alice", "1:12:261122:alice::x"}, "malformed"},
-	} {
-		out, err := n.command(append([]string{"hashcash", "check"}, tc.args...)...).CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
-			t.Errorf("check %v: %v, %s; want exit 1 and %q", tc.args, err, out, tc.want)
-		}
-	}
-	out, err = n.command("hashcash", "speed", "-d", "100ms").Output()
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err != nil || len(lines) != 2 {
-		t.Fatalf("speed: %v, %q", err, out)
-	}
-	for _, l := range lines {
-		if f := strings.Fields(l); len(f) == 0 || f[0] == "0" {
-			t.Fatalf("speed line %q does not start with a rate", l)
-		} else if _, err := strconv.Atoi(f[0]); err != nil {
-			t.Fatalf("speed line %q does not start with an integer", l)
-		}
-	}
-}
-
-// waitInfo polls `info --json` until ok accepts it: across processes the
-// node's answers are the only signal there is.
+// waitInfo polls `info --json` until ok accepts it: the node's answers are
+// the only signal there is of what it sees of the network.
 func (n *testNode) waitInfo(what string, ok func(map[string]any) bool) map[string]any {
 	n.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		in := n.info()
 		if ok(in) {
@@ -373,43 +181,13 @@ func (n *testNode) waitInfo(what string, ok func(map[string]any) bool) map[strin
 		if time.Now().After(deadline) {
 			n.t.Fatalf("%s: not reached; last info %v", what, in)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 func peers(in map[string]any) int {
 	p, _ := in["peers"].(float64)
 	return int(p)
-}
-
-func TestThreeBinariesConnect(t *testing.T) {
-	a := startNode(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0")
-	aAddr := a.info()["address"].(string)
-	aListen := listenAddr(t, a)
-	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--connect", aAddr+"@"+aListen)
-	bListen := listenAddr(t, b)
-	c := startNode(t, filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0", "--connect", aListen, "--connect", bListen)
-
-	in := a.waitInfo("a sees b and c", func(in map[string]any) bool { return peers(in) == 2 })
-	if in["peers_in"].(float64) != 2 || in["traffic_in"].(float64) == 0 || in["traffic_out"].(float64) == 0 {
-		t.Fatalf("a's info: %v", in)
-	}
-	c.waitInfo("c sees a and b", func(in map[string]any) bool { return peers(in) == 2 && in["peers_out"].(float64) == 2 })
-	b.waitInfo("b sees a and c", func(in map[string]any) bool { return peers(in) == 2 })
-
-	// A node that expects another address at a's port is refused.
-	wrong := startNode(t, filepath.Join(t.TempDir(), "w"), "--listen", "127.0.0.1:0", "--connect", b.info()["address"].(string)+"@"+aListen)
-	in = wrong.waitInfo("the wrong address refused", func(in map[string]any) bool {
-		targets, _ := in["connect"].([]any)
-		if len(targets) != 1 {
-			return false
-		}
-		errText, _ := targets[0].(map[string]any)["last_error"].(string)
-		return strings.Contains(errText, "address mismatch")
-	})
-	if peers(in) != 0 {
-		t.Fatalf("node dialling a with b's address has peers: %v", in)
-	}
 }
 
 // listenAddr returns the host:port a node listens on for peers.
@@ -422,24 +200,201 @@ func listenAddr(t *testing.T, n *testNode) string {
 	return addr
 }
 
-func TestBinariesJoinTheDHT(t *testing.T) {
-	seed := startNode(t, filepath.Join(t.TempDir(), "seed"), "--listen", "127.0.0.1:0", "--node-find-bits", "8")
-	in := seed.info()
-	if in["dht_nodes"] != float64(0) || !strings.Contains(fmt.Sprint(in["dht_note"]), "no bootstrap nodes") {
-		t.Fatalf("a lone node's info does not say its table is empty: %v", in)
+func TestRunRefusesBadSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      string
+		file     string
+		wantText string
+	}{
+		{name: "port out of range", args: []string{"--listen", "0.0.0.0:70000"}, wantText: "setting listen (flag --listen): port"},
+		{name: "unknown log level", env: "loud", wantText: "setting log-level (environment PHPCHAT_LOG_LEVEL): unknown log level"},
+		{name: "unknown key", file: "listen: 127.0.0.1:0\nlisten-port: 1\n", wantText: `line 2: unknown key "listen-port"`},
+		{name: "unreadable yaml", file: "listen: [\n", wantText: "settings.yml"},
+		{name: "bad file value", file: "shutdown-timeout: never\n", wantText: "setting shutdown-timeout"},
+		{name: "unknown flag", args: []string{"--listen-port", "1"}, wantText: "flag provided but not defined: -listen-port"},
+		{name: "bad connect target", args: []string{"--connect", "pc1nothing@"}, wantText: "setting connect"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dataDir := filepath.Join(t.TempDir(), "node")
+			if tc.file != "" {
+				if err := os.MkdirAll(dataDir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dataDir, "settings.yml"), []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.env != "" {
+				t.Setenv("PHPCHAT_LOG_LEVEL", tc.env)
+			}
+			_, errOut, code := runCLI(t, append([]string{"--data-dir", dataDir, "run", "--listen", "127.0.0.1:0"}, tc.args...)...)
+			if code != exitSettings {
+				t.Fatalf("run: exit status %d, output %s; want %d", code, errOut, exitSettings)
+			}
+			if !strings.Contains(errOut, tc.wantText) {
+				t.Fatalf("run said %q, want it to contain %q", errOut, tc.wantText)
+			}
+		})
 	}
-	seedTarget := in["address"].(string) + "@" + listenAddr(t, seed)
-	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--bootstrap", seedTarget)
-	c := startNode(t, filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0", "--bootstrap", seedTarget)
-	// c's self-lookup goes through the seed to b: b learns c, and c b.
-	b.waitInfo("b knows the seed and c", func(in map[string]any) bool { return in["dht_nodes"] == float64(2) })
-	c.waitInfo("c knows the seed and b", func(in map[string]any) bool {
-		return in["dht_nodes"] == float64(2) && in["buckets"].(float64) >= 1
-	})
-	for _, flag := range []string{"-p", "-b"} {
-		out, err := b.command("cronjob", flag).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "ok") {
-			t.Fatalf("cronjob %s: %v, %s", flag, err, out)
+}
+
+func TestInfoWithoutNode(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "none")
+	for _, args := range [][]string{{"info"}, {"info", "--json"}} {
+		if _, errOut, code := runCLI(t, append([]string{"--data-dir", dataDir}, args...)...); code != exitFailure || !strings.Contains(errOut, "no node in "+dataDir) {
+			t.Errorf("%s on an empty dir: exit status %d, %s", strings.Join(args, " "), code, errOut)
 		}
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		t.Errorf("info created the data dir %s", dataDir)
+	}
+}
+
+func TestContactsAndCronjob(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "node")
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerAddr := id.Address.String()
+
+	n := startInProcess(t, dataDir, "--listen", "127.0.0.1:0")
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		out, errOut, code := n.cli(args...)
+		return out + errOut, code
+	}
+	typo := []byte(peerAddr)
+	typo[10] ^= 1 // one character changed
+	if out, code := run("contacts", "add", string(typo), "bob"); code == 0 || !strings.Contains(out, "invalid address") {
+		t.Fatalf("mistyped address: exit status %d, %s", code, out)
+	}
+	if out, code := run("contacts", "add", peerAddr, "Bob"); code != 0 {
+		t.Fatalf("contacts add: exit status %d, %s", code, out)
+	}
+	if out, code := run("contacts", "add", peerAddr, "bobby"); code == 0 || !strings.Contains(out, "already") {
+		t.Fatalf("same address twice: exit status %d, %s", code, out)
+	}
+	out, code := run("contacts", "list", "--json")
+	var list []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0]["nickname"] != "Bob" || list[0]["address"] != peerAddr {
+		t.Fatalf("contacts list --json: exit status %d, %s", code, out)
+	}
+	out, code = run("cronjob", "-c")
+	if code != 0 || !strings.Contains(out, "save") || !strings.Contains(out, "ok") {
+		t.Fatalf("cronjob -c: exit status %d, %s", code, out)
+	}
+	if out, code := run("cronjob"); code != exitSettings || !strings.Contains(out, "say what to run") {
+		t.Fatalf("cronjob without a job: exit status %d, %s", code, out)
+	}
+
+	n.stop()
+	if err := n.wait(); err != nil {
+		t.Fatalf("node exit: %v", err)
+	}
+	// With the node stopped, the book is read from the store.
+	out, code = run("contacts")
+	if code != 0 || !strings.Contains(out, "Bob") || !strings.Contains(out, peerAddr) {
+		t.Fatalf("contacts on the stopped node: exit status %d, %s", code, out)
+	}
+	if out, code := run("contacts", "remove", "1"); code != 0 {
+		t.Fatalf("contacts remove: exit status %d, %s", code, out)
+	}
+	if out, _ := run("contacts"); !strings.Contains(out, "empty") {
+		t.Fatalf("after remove: %s", out)
+	}
+	if out, code := run("cronjob", "-c"); code != exitFailure || !strings.Contains(out, "no node is running") {
+		t.Fatalf("cronjob without a node: exit status %d, %s", code, out)
+	}
+}
+
+func TestHashcashCommand(t *testing.T) {
+	out, errOut, code := runCLI(t, "hashcash", "mint", "-b", "12", "alice")
+	if code != 0 {
+		t.Fatalf("mint: exit status %d, %s", code, errOut)
+	}
+	stamp := strings.TrimSpace(out)
+	if !strings.HasPrefix(stamp, "1:12:") {
+		t.Fatalf("mint printed %q", stamp)
+	}
+	if _, errOut, code := runCLI(t, "hashcash", "check", "-b", "12", "-r", "alice", stamp); code != 0 {
+		t.Fatalf("check of a good stamp: exit status %d, %s", code, errOut)
+	}
+	// As the C tool, which lowercases resources: any case matches.
+	if _, errOut, code := runCLI(t, "hashcash", "check", "-b", "12", "-r", "Alice", stamp); code != 0 {
+		t.Fatalf("check with the resource in another case: exit status %d, %s", code, errOut)
+	}
+	// A usage error is status 2: status 1 means a refused stamp.
+	for _, args := range [][]string{{"-b", "12", stamp}, {"-b", "12", "-r", "alice"}, {"--bits", "x", "-r", "alice", stamp}} {
+		if _, errOut, code := runCLI(t, append([]string{"hashcash", "check"}, args...)...); code != exitSettings {
+			t.Errorf("check %v: exit status %d, %s; want %d", args, code, errOut, exitSettings)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-b", "12", "-r", "bob", stamp}, "wrong resource"},
+		{[]string{"-b", "30", "-r", "alice", stamp}, "insufficient bits"},
+		{[]string{"-b", "12", "-r", "alice", "1:12:261122:alice::x"}, "malformed"},
+	} {
+		_, errOut, code := runCLI(t, append([]string{"hashcash", "check"}, tc.args...)...)
+		if code != exitFailure || !strings.Contains(errOut, tc.want) {
+			t.Errorf("check %v: exit status %d, %s; want %d and %q", tc.args, code, errOut, exitFailure, tc.want)
+		}
+	}
+	out, errOut, code = runCLI(t, "hashcash", "speed", "-d", "20ms")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("speed: exit status %d, %q, %s", code, out, errOut)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) == 0 || f[0] == "0" {
+			t.Fatalf("speed line %q does not start with a rate", l)
+		} else if _, err := strconv.Atoi(f[0]); err != nil {
+			t.Fatalf("speed line %q does not start with an integer", l)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, errOut, code := runCLI(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "phpchat-node ") {
+		t.Fatalf("version: exit status %d, %q, %s", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, "no-such-command"); code == 0 {
+		t.Fatalf("an unknown command: exit status 0, %s", errOut)
+	}
+}
+
+func TestNodesConnect(t *testing.T) {
+	a := startInProcess(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0")
+	aAddr := a.info()["address"].(string)
+	aListen := listenAddr(t, a)
+	b := startInProcess(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--connect", aAddr+"@"+aListen)
+	bListen := listenAddr(t, b)
+	c := startInProcess(t, filepath.Join(t.TempDir(), "c"), "--listen", "127.0.0.1:0", "--connect", aListen, "--connect", bListen)
+
+	in := a.waitInfo("a sees b and c", func(in map[string]any) bool { return peers(in) == 2 })
+	if in["peers_in"].(float64) != 2 || in["traffic_in"].(float64) == 0 || in["traffic_out"].(float64) == 0 {
+		t.Fatalf("a's info: %v", in)
+	}
+	c.waitInfo("c sees a and b", func(in map[string]any) bool { return peers(in) == 2 && in["peers_out"].(float64) == 2 })
+	b.waitInfo("b sees a and c", func(in map[string]any) bool { return peers(in) == 2 })
+
+	// A node that expects another address at a's port is refused.
+	wrong := startInProcess(t, filepath.Join(t.TempDir(), "w"), "--listen", "127.0.0.1:0", "--connect", b.info()["address"].(string)+"@"+aListen)
+	in = wrong.waitInfo("the wrong address refused", func(in map[string]any) bool {
+		targets, _ := in["connect"].([]any)
+		if len(targets) != 1 {
+			return false
+		}
+		errText, _ := targets[0].(map[string]any)["last_error"].(string)
+		return strings.Contains(errText, "address mismatch")
+	})
+	if peers(in) != 0 {
+		t.Fatalf("node dialling a with b's address has peers: %v", in)
 	}
 }
