@@ -33,6 +33,7 @@ type Net struct {
 // Node is one simulated node.
 type Node struct {
 	Info   dht.Node
+	id     identity.ID // Info's
 	Table  *dht.Table
 	net    *Net
 	online atomic.Bool
@@ -55,6 +56,7 @@ func New(n int, seed uint64) *Net {
 		addr, _ := identity.AddressFromKey(key.Public().(ed25519.PublicKey))
 		nd := &Node{
 			Info:  dht.Node{Address: addr, Addrs: []string{fmt.Sprintf("sim:%d", i)}},
+			id:    addr.ID(),
 			Table: dht.NewTable(addr),
 			net:   nt,
 		}
@@ -65,8 +67,11 @@ func New(n int, seed uint64) *Net {
 	return nt
 }
 
-// finder is the Finder of one asking node.
+// finder is the Finder of one asking node. It answers at once
+// (dht.InstantFinder): lookups in the simulator are deterministic.
 type finder struct{ from *Node }
+
+func (finder) Instant() {}
 
 func (f finder) FindNode(ctx context.Context, n dht.Node, target identity.ID) ([]dht.Node, error) {
 	f.from.net.mu.RLock()
@@ -142,19 +147,28 @@ func (nt *Net) Online() []*Node {
 // TrueClosest returns the k online nodes closest to target, except the
 // one at skip: what a perfect lookup from skip finds.
 func (nt *Net) TrueClosest(target identity.ID, k int, skip *Node) []identity.Address {
-	var nodes []dht.Node
-	for _, nd := range nt.Online() {
-		if nd != skip {
-			nodes = append(nodes, nd.Info)
+	best := make([]*Node, 0, k+1) // the closest so far, closest first
+	for _, nd := range nt.Nodes {
+		if nd == skip || !nd.online.Load() {
+			continue
+		}
+		if len(best) == k && !dht.Closer(target, nd.id, best[k-1].id) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(best, nd, func(a, b *Node) int {
+			if dht.Closer(target, a.id, b.id) {
+				return -1
+			}
+			return 1
+		})
+		best = slices.Insert(best, i, nd)
+		if len(best) > k {
+			best = best[:k]
 		}
 	}
-	dht.SortByDistance(nodes, target)
-	if len(nodes) > k {
-		nodes = nodes[:k]
-	}
-	out := make([]identity.Address, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.Address
+	out := make([]identity.Address, len(best))
+	for i, nd := range best {
+		out[i] = nd.Info.Address
 	}
 	return out
 }

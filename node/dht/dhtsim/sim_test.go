@@ -5,19 +5,20 @@ import (
 	"testing"
 )
 
-// In a network of 100 nodes every lookup finds the true closest set.
+// In a network of 100 nodes lookups find the true closest set.
 func TestHundredNodesFindEachOther(t *testing.T) {
 	nt := New(100, 1)
 	ctx := context.Background()
 	if err := nt.Join(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Every node looks up every other node's id, and must find exactly
-	// the true closest set, that node first. Under the race detector, which
-	// makes this ten times slower, a seventh of the pairs.
-	step := 1
+	// Nodes look up other nodes' ids, and must find exactly the true
+	// closest set, that node first: a tenth of the pairs (every pair, and
+	// larger networks, are measured by go run ./bench/dht), a fiftieth
+	// under the race detector, which makes this ten times slower.
+	step := 10
 	if raceEnabled {
-		step = 7
+		step = 50
 	}
 	for i, from := range nt.Nodes {
 		for j, to := range nt.Nodes {
