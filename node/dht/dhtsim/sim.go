@@ -206,27 +206,53 @@ func (nt *Net) Measure(ctx context.Context, lookups int) (Result, error) {
 	for i := 0; i < lookups; i++ {
 		from := online[nt.rng.IntN(len(online))]
 		to := online[nt.rng.IntN(len(online))]
-		target := to.Info.ID()
-		found, st, err := from.Lookup(ctx, target)
-		if err != nil && !errors.Is(err, dht.ErrNoNodes) {
+		if err := nt.measure(ctx, from, to, &res); err != nil {
 			return res, err
-		}
-		res.Lookups++
-		res.Rounds = append(res.Rounds, st.Rounds)
-		res.Messages = append(res.Messages, st.Messages)
-		want := nt.TrueClosest(target, dht.K, from)
-		got := make([]identity.Address, len(found))
-		for j, n := range found {
-			got[j] = n.Address
-		}
-		if slices.Equal(got, want) {
-			res.ExactSet++
-		}
-		if len(got) > 0 && got[0] == to.Info.Address || from == to {
-			res.FoundTarget++
 		}
 	}
 	return res, nil
+}
+
+// MeasurePairs is Measure over pairs of distinct online nodes in order:
+// each node looks up the id of every other, or of every step-th pair.
+func (nt *Net) MeasurePairs(ctx context.Context, step int) (Result, error) {
+	online := nt.Online()
+	var res Result
+	for i, from := range online {
+		for j, to := range online {
+			if i == j || (i*len(online)+j)%step != 0 {
+				continue
+			}
+			if err := nt.measure(ctx, from, to, &res); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// measure looks up to's id from from, and adds the outcome to res.
+func (nt *Net) measure(ctx context.Context, from, to *Node, res *Result) error {
+	target := to.Info.ID()
+	found, st, err := from.Lookup(ctx, target)
+	if err != nil && !errors.Is(err, dht.ErrNoNodes) {
+		return err
+	}
+	res.Lookups++
+	res.Rounds = append(res.Rounds, st.Rounds)
+	res.Messages = append(res.Messages, st.Messages)
+	want := nt.TrueClosest(target, dht.K, from)
+	got := make([]identity.Address, len(found))
+	for j, n := range found {
+		got[j] = n.Address
+	}
+	if slices.Equal(got, want) {
+		res.ExactSet++
+	}
+	if len(got) > 0 && got[0] == to.Info.Address || from == to {
+		res.FoundTarget++
+	}
+	return nil
 }
 
 // Percentile returns the p-th percentile (0-100) of xs.
