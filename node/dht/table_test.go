@@ -219,6 +219,7 @@ func BenchmarkClosest(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				tb.Closest(targets[i%len(targets)], K)
 			}
+			b.ReportMetric(float64(tb.Len()), "nodes")
 		})
 	}
 }
