@@ -272,8 +272,9 @@ func TestTableLimitsNodesPerNetwork(t *testing.T) {
 	}
 	// A node in the table keeps its place when it comes back from a full
 	// network, and keeps the address it had.
+	before, _ := tb.Get(at7[1])
 	tb.Add(Node{Address: at7[1], Addrs: []string{"[2001:db8::ffff]:1"}})
-	if n, ok := tb.Get(at7[1]); !ok || !slices.Equal(n.Addrs, []string{"203.0.113.7:20001"}) {
+	if n, ok := tb.Get(at7[1]); !ok || !slices.Equal(n.Addrs, before.Addrs) {
 		t.Fatalf("known node seen at a full IP: in table %v, addrs %v", ok, n.Addrs)
 	}
 }
