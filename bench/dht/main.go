@@ -5,6 +5,12 @@
 //
 //	go run ./bench/dht -n 1000 -lookups 2000
 //
+// With -pairs, every node of the network looks up every other node's id
+// (n×(n-1) lookups), before any node leaves: the full form of dhtsim's
+// test, which checks a sample.
+//
+//	go run ./bench/dht -n 100 -pairs
+//
 // With -real, the nodes are complete nodes (package dhtsim's Live: each a
 // kernel with TLS sessions over loopback TCP, a DHT service paid with
 // hashcash, a store), which costs more: use a smaller -n.
@@ -30,6 +36,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "random seed")
 	real := flag.Bool("real", false, "run complete nodes over loopback TCP instead of the in-memory transport")
 	bits := flag.Int("bits", 8, "with -real: hashcash bits of node_find")
+	pairs := flag.Bool("pairs", false, "also look up every node's id from every other node")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -45,17 +52,29 @@ func main() {
 	fmt.Printf("network: %d nodes joined in %s\n", *n, time.Since(t0).Round(time.Millisecond))
 
 	report := func(phase string) {
+		t0 := time.Now()
 		res, err := nt.Measure(ctx, *lookups)
 		if err != nil {
 			log.Fatal(err)
 		}
 		printResult(phase, res)
+		fmt.Printf("%-34s %s\n", "", time.Since(t0).Round(time.Millisecond))
+	}
+	if *pairs {
+		t0 := time.Now()
+		res, err := nt.MeasurePairs(ctx, 1)
+		if err != nil {
+			log.Fatal(err)
+		}
+		printResult("every pair, all online:", res)
+		fmt.Printf("%-34s %s\n", "", time.Since(t0).Round(time.Millisecond))
 	}
 	report("all nodes online:")
 	nt.Leave(*leave)
 	report(fmt.Sprintf("after %.0f%% left without notice:", *leave*100))
 	nt.Maintain()
 	report("after one ping round:")
+	fmt.Printf("total: %s\n", time.Since(t0).Round(time.Millisecond))
 }
 
 func printResult(phase string, res dhtsim.Result) {

@@ -3,8 +3,10 @@ package dht
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
 )
@@ -62,5 +64,93 @@ func TestLookupWithoutNodes(t *testing.T) {
 	found, st, err := Lookup(context.Background(), dead{}, self.ID(), self.ID(), []Node{{Address: newAddr(t)}, {Address: newAddr(t)}})
 	if err != nil || len(found) != 0 || st.Failed != 2 {
 		t.Fatalf("all seeds dead: found %d, stats %+v, err %v", len(found), st, err)
+	}
+}
+
+// everyone is a network where every node knows every other: each answers
+// with the K nodes closest to the target. One node, hang, never answers:
+// its request waits until its context ends.
+type everyone struct {
+	nodes []Node
+	hang  identity.Address
+
+	asked    chan struct{} // closed when hang is asked
+	released chan struct{} // closed when hang's request is cancelled
+
+	inFlight, maxInFlight atomic.Int32
+}
+
+func (f *everyone) FindNode(ctx context.Context, n Node, target identity.ID) ([]Node, error) {
+	cur := f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+	for m := f.maxInFlight.Load(); cur > m && !f.maxInFlight.CompareAndSwap(m, cur); m = f.maxInFlight.Load() {
+	}
+	if n.Address == f.hang {
+		close(f.asked)
+		<-ctx.Done()
+		close(f.released)
+		return nil, ctx.Err()
+	}
+	out := slices.Clone(f.nodes)
+	SortByDistance(out, target)
+	return out[:K], nil
+}
+
+// A node that accepts a request and never answers holds up one request,
+// not the lookup: the others go on, the lookup ends when the closest nodes
+// have answered, and the hung request is cancelled.
+func TestLookupIsNotHeldUpBySilentNode(t *testing.T) {
+	self, target := newAddr(t), newAddr(t).ID()
+	f := &everyone{asked: make(chan struct{}), released: make(chan struct{})}
+	for range 100 {
+		f.nodes = append(f.nodes, Node{Address: newAddr(t)})
+	}
+	byDistance := slices.Clone(f.nodes)
+	SortByDistance(byDistance, target)
+	// The silent node is the closest seed, so it is asked first; the
+	// lookup finds closer nodes through the other seeds.
+	f.hang = byDistance[50].Address
+	seeds := []Node{byDistance[50], byDistance[60], byDistance[70]}
+
+	type result struct {
+		found []Node
+		err   error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline: only the test's bound below
+	defer cancel()
+	go func() {
+		found, _, err := Lookup(ctx, f, self.ID(), target, seeds)
+		done <- result{found, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("lookup held up by one node that never answers")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	select {
+	case <-f.asked:
+	default:
+		t.Fatal("setup: the silent node was not asked")
+	}
+	if len(r.found) != K {
+		t.Fatalf("found %d nodes, want %d", len(r.found), K)
+	}
+	for i, n := range r.found {
+		if n.Address != byDistance[i].Address {
+			t.Fatalf("result %d is not the %d-th closest node", i, i)
+		}
+	}
+	select {
+	case <-f.released:
+	case <-time.After(time.Minute):
+		t.Fatal("the silent node's request was not cancelled when the lookup ended")
+	}
+	if m := f.maxInFlight.Load(); m > K {
+		t.Fatalf("%d requests in flight at once, at most %d allowed", m, K)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
@@ -67,7 +68,8 @@ func ParseTarget(s string) (identity.ID, error) {
 // records, each with a valid address other than from's, at most MaxAddrs
 // network addresses of the form ip:port, no address twice. A reply that
 // breaks any rule is refused whole: a node that lies once is not believed
-// in part.
+// in part. Of a valid reply, nodes keeps only the network addresses that
+// are not over-represented (see MaxRecordsPerIP).
 func (f *FoundNode) Validate(from identity.Address) error {
 	if len(f.Nodes) > K {
 		return fmt.Errorf("%w: %d records, at most %d", ErrInvalidRecord, len(f.Nodes), K)
@@ -97,15 +99,68 @@ func (f *FoundNode) Validate(from identity.Address) error {
 	return nil
 }
 
-// Nodes returns the records as Nodes, without the asking node itself.
+// MaxRecordsPerIP is the most records of one node_found reply that this
+// node takes at one IP address (an IPv6 /64 counting as one address): each
+// record may cost a connection, and a reply that lists many identities, or
+// many ports, of one host would make this node flood it with handshakes.
+// Loopback and private addresses are exempt, as from the table's limits
+// (MaxPerIP): a local test network runs many nodes on one address.
+const MaxRecordsPerIP = 2
+
+// nodes returns the records as Nodes, without the asking node itself, and
+// without the network addresses that are over-represented in the reply: an
+// ip:port already given for an earlier record (or twice in one), or an IP
+// address that MaxRecordsPerIP earlier records have. A record left without
+// an address is dropped.
 func (f *FoundNode) nodes(self identity.ID) []Node {
 	out := make([]Node, 0, len(f.Nodes))
+	seen := make(map[string]bool)       // ip:port
+	perIP := make(map[netip.Prefix]int) // records per IP (or /64)
 	for _, r := range f.Nodes {
-		if r.Address.ID() != self {
-			out = append(out, Node{Address: r.Address, Addrs: r.Addrs})
+		if r.Address.ID() == self {
+			continue
+		}
+		var addrs []string
+		var ips []netip.Prefix // of this record
+		for _, a := range r.Addrs {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil {
+				continue
+			}
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+			key := ap.String()
+			if seen[key] {
+				continue
+			}
+			if ip, limited := hostPrefix(ap.Addr()); limited && !slices.Contains(ips, ip) {
+				if perIP[ip] >= MaxRecordsPerIP {
+					continue
+				}
+				perIP[ip]++
+				ips = append(ips, ip)
+			}
+			seen[key] = true
+			addrs = append(addrs, a)
+		}
+		if len(addrs) > 0 {
+			out = append(out, Node{Address: r.Address, Addrs: addrs})
 		}
 	}
 	return out
+}
+
+// hostPrefix returns the prefix that stands for a's host in the limits per
+// IP: a itself, or its /64 for IPv6. It returns false for an address
+// exempt from the limits.
+func hostPrefix(a netip.Addr) (netip.Prefix, bool) {
+	if exempt(a) {
+		return netip.Prefix{}, false
+	}
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p, true
+	}
+	return netip.PrefixFrom(a, a.BitLen()), true
 }
 
 // records returns nodes as Records with only their ip:port addresses,

@@ -33,6 +33,7 @@ type Net struct {
 // Node is one simulated node.
 type Node struct {
 	Info   dht.Node
+	id     identity.ID // Info's
 	Table  *dht.Table
 	net    *Net
 	online atomic.Bool
@@ -55,6 +56,7 @@ func New(n int, seed uint64) *Net {
 		addr, _ := identity.AddressFromKey(key.Public().(ed25519.PublicKey))
 		nd := &Node{
 			Info:  dht.Node{Address: addr, Addrs: []string{fmt.Sprintf("sim:%d", i)}},
+			id:    addr.ID(),
 			Table: dht.NewTable(addr),
 			net:   nt,
 		}
@@ -65,8 +67,11 @@ func New(n int, seed uint64) *Net {
 	return nt
 }
 
-// finder is the Finder of one asking node.
+// finder is the Finder of one asking node. It answers at once
+// (dht.InstantFinder): lookups in the simulator are deterministic.
 type finder struct{ from *Node }
+
+func (finder) Instant() {}
 
 func (f finder) FindNode(ctx context.Context, n dht.Node, target identity.ID) ([]dht.Node, error) {
 	f.from.net.mu.RLock()
@@ -142,19 +147,28 @@ func (nt *Net) Online() []*Node {
 // TrueClosest returns the k online nodes closest to target, except the
 // one at skip: what a perfect lookup from skip finds.
 func (nt *Net) TrueClosest(target identity.ID, k int, skip *Node) []identity.Address {
-	var nodes []dht.Node
-	for _, nd := range nt.Online() {
-		if nd != skip {
-			nodes = append(nodes, nd.Info)
+	best := make([]*Node, 0, k+1) // the closest so far, closest first
+	for _, nd := range nt.Nodes {
+		if nd == skip || !nd.online.Load() {
+			continue
+		}
+		if len(best) == k && !dht.Closer(target, nd.id, best[k-1].id) {
+			continue
+		}
+		i, _ := slices.BinarySearchFunc(best, nd, func(a, b *Node) int {
+			if dht.Closer(target, a.id, b.id) {
+				return -1
+			}
+			return 1
+		})
+		best = slices.Insert(best, i, nd)
+		if len(best) > k {
+			best = best[:k]
 		}
 	}
-	dht.SortByDistance(nodes, target)
-	if len(nodes) > k {
-		nodes = nodes[:k]
-	}
-	out := make([]identity.Address, len(nodes))
-	for i, n := range nodes {
-		out[i] = n.Address
+	out := make([]identity.Address, len(best))
+	for i, nd := range best {
+		out[i] = nd.Info.Address
 	}
 	return out
 }
@@ -192,27 +206,53 @@ func (nt *Net) Measure(ctx context.Context, lookups int) (Result, error) {
 	for i := 0; i < lookups; i++ {
 		from := online[nt.rng.IntN(len(online))]
 		to := online[nt.rng.IntN(len(online))]
-		target := to.Info.ID()
-		found, st, err := from.Lookup(ctx, target)
-		if err != nil && !errors.Is(err, dht.ErrNoNodes) {
+		if err := nt.measure(ctx, from, to, &res); err != nil {
 			return res, err
-		}
-		res.Lookups++
-		res.Rounds = append(res.Rounds, st.Rounds)
-		res.Messages = append(res.Messages, st.Messages)
-		want := nt.TrueClosest(target, dht.K, from)
-		got := make([]identity.Address, len(found))
-		for j, n := range found {
-			got[j] = n.Address
-		}
-		if slices.Equal(got, want) {
-			res.ExactSet++
-		}
-		if len(got) > 0 && got[0] == to.Info.Address || from == to {
-			res.FoundTarget++
 		}
 	}
 	return res, nil
+}
+
+// MeasurePairs is Measure over pairs of distinct online nodes in order:
+// each node looks up the id of every other, or of every step-th pair.
+func (nt *Net) MeasurePairs(ctx context.Context, step int) (Result, error) {
+	online := nt.Online()
+	var res Result
+	for i, from := range online {
+		for j, to := range online {
+			if i == j || (i*len(online)+j)%step != 0 {
+				continue
+			}
+			if err := nt.measure(ctx, from, to, &res); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// measure looks up to's id from from, and adds the outcome to res.
+func (nt *Net) measure(ctx context.Context, from, to *Node, res *Result) error {
+	target := to.Info.ID()
+	found, st, err := from.Lookup(ctx, target)
+	if err != nil && !errors.Is(err, dht.ErrNoNodes) {
+		return err
+	}
+	res.Lookups++
+	res.Rounds = append(res.Rounds, st.Rounds)
+	res.Messages = append(res.Messages, st.Messages)
+	want := nt.TrueClosest(target, dht.K, from)
+	got := make([]identity.Address, len(found))
+	for j, n := range found {
+		got[j] = n.Address
+	}
+	if slices.Equal(got, want) {
+		res.ExactSet++
+	}
+	if len(got) > 0 && got[0] == to.Info.Address || from == to {
+		res.FoundTarget++
+	}
+	return nil
 }
 
 // Percentile returns the p-th percentile (0-100) of xs.
