@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,10 +142,14 @@ func (e *Endpoint) ServerConfig() *tls.Config {
 			return e.certificate()
 		},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			// Refuse early, before any key exchange, a client that does not
-			// offer the protocol; crypto/tls would go on without ALPN.
-			if !slices.Contains(hello.SupportedProtos, ALPN) {
-				return nil, fmt.Errorf("%w: client offers %q", ErrProtocol, hello.SupportedProtos)
+			// A client offering other protocols only is refused by
+			// crypto/tls with the alert no_application_protocol (RFC
+			// 7301), before any key exchange. One offering none it would
+			// let through, and an error here is sent as internal_error:
+			// send no_application_protocol first, as the spec says.
+			if len(hello.SupportedProtos) == 0 {
+				sendAlert(hello.Conn, alertNoApplicationProtocol)
+				return nil, fmt.Errorf("%w: client offers none", ErrProtocol)
 			}
 			return nil, nil
 		},
@@ -155,6 +158,16 @@ func (e *Endpoint) ServerConfig() *tls.Config {
 			return err
 		},
 	}
+}
+
+// alertNoApplicationProtocol is the TLS alert of RFC 7301, section 3.2.
+const alertNoApplicationProtocol = 120
+
+// sendAlert writes a fatal TLS alert to c as a plaintext record, as
+// before the key exchange; the peer takes the first alert it reads.
+func sendAlert(c net.Conn, alert byte) {
+	const recordAlert, levelFatal = 21, 2
+	c.Write([]byte{recordAlert, 3, 3, 0, 2, levelFatal, alert})
 }
 
 // ClientConfig returns the TLS configuration for dialled connections. When
