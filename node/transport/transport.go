@@ -61,6 +61,19 @@ var (
 	ErrProtocol = errors.New("transport: peer protocol not " + ALPN)
 )
 
+// An AddressMismatchError is the error of a handshake with a peer whose
+// key is not the address dialled. It wraps ErrAddressMismatch.
+type AddressMismatchError struct {
+	Want, Got identity.Address
+}
+
+func (e *AddressMismatchError) Error() string {
+	return fmt.Sprintf("%v: dialled %s, peer is %s", ErrAddressMismatch, e.Want, e.Got)
+}
+
+// Unwrap returns ErrAddressMismatch.
+func (e *AddressMismatchError) Unwrap() error { return ErrAddressMismatch }
+
 // An Endpoint is a node's side of peer connections: its identity and its
 // certificate. It is safe for concurrent use.
 type Endpoint struct {
@@ -204,7 +217,7 @@ func verifyPeer(cs tls.ConnectionState, expect *identity.Address) (identity.Addr
 		return a, err
 	}
 	if expect != nil && a != *expect {
-		return a, fmt.Errorf("%w: dialled %s, peer is %s", ErrAddressMismatch, *expect, a)
+		return a, &AddressMismatchError{Want: *expect, Got: a}
 	}
 	return a, nil
 }
@@ -270,7 +283,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, expect *identity.Addre
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("transport: %w", err) // err names addr
 	}
 	c := e.Client(raw, expect)
 	if err := c.HandshakeContext(ctx); err != nil {
