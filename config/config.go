@@ -29,6 +29,8 @@ type Settings struct {
 	MaxInbound      int
 	MaxOutbound     int
 	MaxPerIP        int
+	MaxHandshakes   int // inbound connections not yet authenticated
+	IPv6Prefix      int // max-per-ip counts IPv6 peers by this prefix
 	MaxFrame        int
 	HandshakeTime   time.Duration
 	IdleTimeout     time.Duration
@@ -109,6 +111,8 @@ var Table = []Setting{
 	intSetting("max-inbound", "64", "most sessions peers may open to this node", 0, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
 	intSetting("max-outbound", "32", "most sessions this node opens to peers", 0, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
 	intSetting("max-per-ip", "4", "most sessions from one IP address", 1, 100000, func(s *Settings, n int) { s.MaxPerIP = n }),
+	intSetting("max-handshakes", "16", "most inbound connections not yet authenticated; a new one cuts the oldest short", 1, 100000, func(s *Settings, n int) { s.MaxHandshakes = n }),
+	intSetting("ipv6-prefix", "64", "max-per-ip counts IPv6 peers by their prefix of this many bits", 32, 128, func(s *Settings, n int) { s.IPv6Prefix = n }),
 	intSetting("max-frame", "1048576", "largest frame a peer may send, in bytes (every node accepts 1 MiB)", 1<<20, 16<<20, func(s *Settings, n int) { s.MaxFrame = n }),
 	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
 	durationSetting("idle-timeout", "2m", "a session silent this long is closed; it is pinged after half of it", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),

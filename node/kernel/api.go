@@ -24,6 +24,9 @@ func (k *Kernel) serveRequest(ctx context.Context, m *router.Msg) (any, error) {
 		return k.sessionInfos(), nil
 	case kernelapi.SessionRequest:
 		return k.sessionInfo(req.Address)
+	case kernelapi.PinRequest:
+		k.pin(m.From, req.Address, req.Pinned)
+		return nil, nil
 	case kernelapi.CloseRequest:
 		if s := k.Session(req.Address); s != nil {
 			s.Close(req.Reason)

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/phpchat/phpchat-node/node"
@@ -18,6 +21,10 @@ import (
 
 // ErrTooManyPeers is returned by Connect at the max-outbound limit.
 var ErrTooManyPeers = fmt.Errorf("%w: too many outbound sessions (max-outbound)", kernelapi.ErrBusy)
+
+// ErrOwnAddress is wrapped by the error of Connect to a target that is
+// this node itself.
+var ErrOwnAddress = errors.New("that is this node's own address")
 
 // Connect dials target ("host:port" or "address@host:port") and returns
 // the session with that peer: the new one, or the one the node already
@@ -47,10 +54,10 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 		return nil, err
 	}
 	check := false // dial only to check that expect answers at hostport
+	if (expect != nil && *expect == k.Address()) || k.isOwnHostPort(hostport) {
+		return nil, fmt.Errorf("connect %s: %w", target, ErrOwnAddress)
+	}
 	if expect != nil {
-		if *expect == k.Address() {
-			return nil, fmt.Errorf("connect %s: that is this node's own address", target)
-		}
 		if s := k.Session(*expect); s != nil {
 			if k.reaches(s, hostport) {
 				k.markKept(s, keep)
@@ -107,7 +114,20 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 				return s, nil
 			}
 		}
+		var me *transport.AddressMismatchError
+		if errors.As(err, &me) {
+			// One sentence, naming the target once.
+			return nil, &connectError{fmt.Sprintf("connect %s: another node answers there, %s", target, me.Got), err}
+		}
 		return nil, fmt.Errorf("connect %s: %w", target, err)
+	}
+	if a, err := transport.PeerAddress(c); err == nil && a == k.Address() {
+		// The host:port leads back here (another name for it, a
+		// forwarded port): say so rather than refuse ourselves (1020).
+		c.NetConn().Close()
+		k.countUnserved(c)
+		release()
+		return nil, fmt.Errorf("connect %s: %w", target, ErrOwnAddress)
 	}
 	if check {
 		if s := k.Session(*expect); s != nil {
@@ -143,6 +163,44 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	}
 }
 
+// A connectError says what went wrong in its own words, wrapping the
+// cause for errors.Is and errors.As.
+type connectError struct {
+	msg string
+	err error
+}
+
+func (e *connectError) Error() string { return e.msg }
+func (e *connectError) Unwrap() error { return e.err }
+
+// isOwnHostPort reports whether hostport is plainly the node's own
+// listening address: its port, on a loopback address or the address it
+// listens on. Others that lead here are found once TLS shows the key.
+func (k *Kernel) isOwnHostPort(hostport string) bool {
+	la := k.ListenAddr()
+	if la == nil {
+		return false
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || port != strconv.Itoa(la.Port) {
+		return false
+	}
+	own, _ := netip.AddrFromSlice(la.IP)
+	own = own.Unmap()
+	if host == "localhost" {
+		return own.IsUnspecified() || own == netip.IPv6Loopback() || own == netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	if own.IsUnspecified() {
+		return ip.IsLoopback() || ip.IsUnspecified()
+	}
+	return ip == own
+}
+
 // dial is the transport's Dial, adding the bytes of a failed TLS
 // handshake to the totals.
 func (k *Kernel) dial(ctx context.Context, hostport string, expect *identity.Address) (*tls.Conn, error) {
@@ -165,7 +223,8 @@ func (k *Kernel) keep(ctx context.Context, target string) {
 		s, err := k.connect(ctx, target, true)
 		k.setTarget(target, s, err)
 		if err != nil {
-			k.log.Warn("kernel: cannot reach peer", "target", target, "err", err, "retry_in", backoff)
+			// err names the target.
+			k.log.Warn("kernel: cannot reach configured peer", "err", err, "retry_in", backoff)
 		} else {
 			select {
 			case <-s.Done():

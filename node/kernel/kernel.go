@@ -48,10 +48,22 @@ type Config struct {
 	Connect []string // peers to dial and keep: host:port or address@host:port
 
 	MaxInbound, MaxOutbound, MaxPerIP int
-	MaxFrame                          int
-	HandshakeTimeout, IdleTimeout     time.Duration
-	Hashcash                          wire.HashcashPolicy
-	Capabilities                      []string
+	// MaxHandshakes bounds the inbound connections not yet authenticated
+	// (TLS, hello and id under way); 0 means DefaultMaxHandshakes. When
+	// they are all taken, a new connection cuts the oldest short.
+	MaxHandshakes int
+	// IPv6Prefix is the length of the prefix by which MaxPerIP counts
+	// IPv6 peers; 0 means DefaultIPv6Prefix (a /64).
+	IPv6Prefix int
+	// EvictIdle is how long an inbound session must have carried nothing
+	// for a subsystem before, at MaxInbound, a new peer may take its place
+	// (unless a subsystem pins it, or it is with a --connect peer); 0
+	// means DefaultEvictIdle.
+	EvictIdle                     time.Duration
+	MaxFrame                      int
+	HandshakeTimeout, IdleTimeout time.Duration
+	Hashcash                      wire.HashcashPolicy
+	Capabilities                  []string
 	// Names are the frame names subsystems register for (see
 	// kernelapi.HandleRequest). Until one is registered, as while its
 	// subsystem starts or restarts, a frame of that name is answered
@@ -64,15 +76,22 @@ type Kernel struct {
 	cfg Config
 	ep  *transport.Endpoint
 	log *slog.Logger
+	// plog logs what peers cause (connections, refusals, protocol
+	// errors), at a bounded rate: see peer.NewLimitedHandler.
+	plog *slog.Logger
 
 	mu       sync.Mutex
 	sessions map[identity.Address]*conn
 	// live holds every session not yet ended: the registered ones, and
 	// those closing as duplicates. Peers counts their traffic.
-	live     map[*peer.Session]struct{}
-	perIP    map[netip.Addr]int
-	inbound  int // sessions and handshakes
-	outbound int
+	live       map[*peer.Session]struct{}
+	perIP      map[netip.Prefix]int    // inbound sessions and handshakes, by ipKey
+	handshakes map[*handshake]struct{} // inbound, not yet authenticated
+	inbound    int                     // inbound sessions, those closing to make room included
+	outbound   int
+	// pins holds, for a peer, the router endpoints that use its
+	// sessions (kernelapi.PinRequest).
+	pins     map[identity.Address]map[string]bool
 	refusing int // connections being refused with error 9100
 
 	targets map[string]*node.TargetInfo // the configured peers, by target
@@ -129,14 +148,17 @@ func New(cfg Config) (*Kernel, error) {
 		}
 	}
 	return &Kernel{
-		cfg:      cfg,
-		ep:       ep,
-		log:      cfg.Logger,
-		sessions: make(map[identity.Address]*conn),
-		live:     make(map[*peer.Session]struct{}),
-		perIP:    make(map[netip.Addr]int),
-		targets:  make(map[string]*node.TargetInfo),
-		handlers: make(map[string]string),
+		cfg:        cfg,
+		ep:         ep,
+		log:        cfg.Logger,
+		plog:       slog.New(peer.NewLimitedHandler(cfg.Logger.Handler(), peer.DefaultLogRate, peer.DefaultLogBurst)),
+		sessions:   make(map[identity.Address]*conn),
+		live:       make(map[*peer.Session]struct{}),
+		perIP:      make(map[netip.Prefix]int),
+		handshakes: make(map[*handshake]struct{}),
+		pins:       make(map[identity.Address]map[string]bool),
+		targets:    make(map[string]*node.TargetInfo),
+		handlers:   make(map[string]string),
 	}, nil
 }
 
@@ -203,7 +225,7 @@ func (k *Kernel) sessionConfig() peer.Config {
 		Capabilities:     k.cfg.Capabilities,
 		Hashcash:         k.cfg.Hashcash,
 		Handler:          k.handle,
-		Logger:           k.log,
+		Logger:           k.plog,
 		HandshakeTimeout: k.cfg.HandshakeTimeout,
 		IdleTimeout:      k.cfg.IdleTimeout, // pinged at half of it
 		MaxFrameSize:     k.cfg.MaxFrame,

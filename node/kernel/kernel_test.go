@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -182,6 +183,10 @@ func TestWrongExpectedAddressRefused(t *testing.T) {
 	if !errors.Is(err, transport.ErrAddressMismatch) {
 		t.Fatalf("Connect with a wrong address: %v, want ErrAddressMismatch", err)
 	}
+	// One sentence, naming the target once and the node that answered.
+	if msg := err.Error(); strings.Count(msg, b.ListenAddr().String()) != 1 || strings.Count(msg, other.Address.String()) != 1 || !strings.Contains(msg, b.Address().String()) {
+		t.Errorf("error %q: want the target once and the address that answered", msg)
+	}
 	if a.Session(b.Address()) != nil || len(a.Peers().Connections) != 0 {
 		t.Fatal("a kept a session with the wrong peer")
 	}
@@ -277,14 +282,204 @@ func TestPerIPLimitSparesLoopback(t *testing.T) {
 			t.Fatalf("a loopback peer beyond max-per-ip: %v", err)
 		}
 	}
-	ip := netip.MustParseAddr("192.0.2.7")
-	if why := b.admitInbound(ip); why != "" {
-		t.Fatalf("first connection from %s refused: %s", ip, why)
+	for _, pair := range [][2]string{
+		{"192.0.2.7", "192.0.2.7"},
+		{"2001:db8::1", "2001:db8::ffff:2"}, // one /64
+	} {
+		ip, other := netip.MustParseAddr(pair[0]), netip.MustParseAddr(pair[1])
+		_, h, why := b.admitHandshake(context.Background(), ip)
+		if why != "" {
+			t.Fatalf("first connection from %s refused: %s", ip, why)
+		}
+		if _, _, why := b.admitHandshake(context.Background(), other); !strings.Contains(why, "max-per-ip") {
+			t.Fatalf("connection from %s after one from %s: %q, want a refusal naming max-per-ip", other, ip, why)
+		}
+		b.endHandshake(h)
+		b.releaseIP(ip)
 	}
-	if why := b.admitInbound(ip); !strings.Contains(why, "max-per-ip") {
-		t.Fatalf("second connection from %s: %q, want a refusal naming max-per-ip", ip, why)
+}
+
+// max-per-ip counts IPv4 peers by address and IPv6 peers by prefix.
+func TestIPPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		bits int
+		same bool
+	}{
+		{"192.0.2.1", "192.0.2.1", 64, true},
+		{"192.0.2.1", "192.0.2.2", 64, false},
+		{"2001:db8::1", "2001:db8::1:2:3:4", 64, true},
+		{"2001:db8::1", "2001:db8:0:1::1", 64, false},
+		{"2001:db8::1", "2001:db8:0:1::1", 48, true},
+		{"2001:db8::1", "2001:db8::2", 128, false},
+		{"2001:db8::1", "2001:db8::1:2:3:4", 0, true}, // 0: the default, 64
+		{"::ffff:192.0.2.1", "192.0.2.1", 64, true},
+	} {
+		a, b := netip.MustParseAddr(tc.a).Unmap(), netip.MustParseAddr(tc.b).Unmap()
+		if same := ipPrefix(a, tc.bits) == ipPrefix(b, tc.bits); same != tc.same {
+			t.Errorf("%s and %s with /%d: same key %v, want %v (%v, %v)", tc.a, tc.b, tc.bits, same, tc.same, ipPrefix(a, tc.bits), ipPrefix(b, tc.bits))
+		}
 	}
-	b.releaseInbound(ip)
+}
+
+// Sessions that only answer pings cannot keep a new peer out: at
+// max-inbound, the least recently used idle inbound session makes room,
+// unless a subsystem pins it or it is recent.
+func TestIdleInboundSessionsMakeRoom(t *testing.T) {
+	connectAll := func(t *testing.T, b *testKernel, n int) []*testKernel {
+		t.Helper()
+		var as []*testKernel
+		for range n {
+			a := newKernel(t, nil)
+			if _, err := a.Connect(context.Background(), b.target()); err != nil {
+				t.Fatal(err)
+			}
+			b.waitUp(t, a.Address())
+			as = append(as, a)
+		}
+		return as
+	}
+	refused := func(err error) bool {
+		var pe *wire.ProtocolError
+		return errors.As(err, &pe) && pe.Remote && pe.Code == wire.CodeTooManyConnections
+	}
+
+	t.Run("idle", func(t *testing.T) {
+		b := newKernel(t, func(c *Config) { c.MaxInbound = 2; c.EvictIdle = time.Nanosecond })
+		as := connectAll(t, b, 2)
+		// The first has carried a frame since: the second is the least
+		// recently used.
+		b.touch(b.Session(as[0].Address()))
+		old := as[1].Session(b.Address())
+		newcomer := newKernel(t, nil)
+		s, err := newcomer.Connect(context.Background(), b.target())
+		if err != nil {
+			t.Fatalf("a new peer at max-inbound with idle sessions: %v", err)
+		}
+		b.waitUp(t, newcomer.Address())
+		select {
+		case <-old.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the least recently used idle session was not closed")
+		}
+		if pe := (*wire.ProtocolError)(nil); !errors.As(old.Err(), &pe) || pe.Code != wire.CodeTooManyConnections {
+			t.Errorf("the idle session ended with %v, want error 9100", old.Err())
+		}
+		if b.Session(as[0].Address()) == nil {
+			t.Error("the session in use was closed")
+		}
+		if _, err := s.Call(context.Background(), wire.NamePing, nil); err != nil {
+			t.Fatalf("ping the new peer: %v", err)
+		}
+	})
+	t.Run("pinned", func(t *testing.T) {
+		b := newKernel(t, func(c *Config) { c.MaxInbound = 2; c.EvictIdle = time.Nanosecond })
+		as := connectAll(t, b, 2)
+		ep, err := b.r.Register("dht", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if _, err := ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.PinRequest{Address: a.Address(), Pinned: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := newKernel(t, nil).Connect(context.Background(), b.target()); !refused(err) {
+			t.Fatalf("a new peer with every session pinned: %v, want error 9100", err)
+		}
+		// Unpinned, or pinned by an endpoint gone: room again.
+		ep.Call(context.Background(), kernelapi.Endpoint, kernelapi.PinRequest{Address: as[0].Address()})
+		ep.Close()
+		if _, err := newKernel(t, nil).Connect(context.Background(), b.target()); err != nil {
+			t.Fatalf("a new peer once the pins are gone: %v", err)
+		}
+	})
+	t.Run("recent", func(t *testing.T) {
+		b := newKernel(t, func(c *Config) { c.MaxInbound = 2; c.EvictIdle = time.Hour })
+		connectAll(t, b, 2)
+		if _, err := newKernel(t, nil).Connect(context.Background(), b.target()); !refused(err) {
+			t.Fatalf("a new peer with only recent sessions: %v, want error 9100", err)
+		}
+	})
+}
+
+// Connections that never complete a handshake (slowloris) hold no room
+// that a peer needs: they have their own budget, and the oldest gives way
+// to a new connection.
+func TestSlowHandshakesCannotKeepPeerOut(t *testing.T) {
+	b := newKernel(t, func(c *Config) { c.MaxInbound = 4; c.MaxHandshakes = 2 })
+	var idle []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", b.ListenAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idle = append(idle, c)
+	}
+	a := newKernel(t, nil)
+	s, err := a.Connect(context.Background(), b.target())
+	if err != nil {
+		t.Fatalf("a peer after %d idle connections: %v", len(idle), err)
+	}
+	if _, err := s.Call(context.Background(), wire.NamePing, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The oldest were cut short at once, not at the handshake deadline.
+	idle[0].SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the oldest idle connection: %v, want it closed", err)
+	}
+}
+
+// A node refusing a peer says so in its log, naming the peer's IP and the
+// limit.
+func TestRefusalLogged(t *testing.T) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	b := newKernel(t, func(c *Config) {
+		c.MaxInbound = 0
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return buf.Write(p)
+		}), nil))
+	})
+	if _, err := newKernel(t, nil).Connect(context.Background(), b.target()); err == nil {
+		t.Fatal("connected at max-inbound 0")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if out := buf.String(); !strings.Contains(out, "peer refused") || !strings.Contains(out, "ip=127.0.0.1") || !strings.Contains(out, "max-inbound") {
+		t.Fatalf("log %q: want a line naming the peer's IP and max-inbound", out)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Connecting to this node itself is refused before the peer handshake, in
+// plain words, whether the target plainly names the node or leads back to
+// it by another way.
+func TestConnectToSelf(t *testing.T) {
+	k := newKernel(t, nil)
+	via, _ := forward(t, k.ListenAddr().String())
+	port := k.ListenAddr().Port
+	for _, target := range []string{
+		k.ListenAddr().String(),
+		fmt.Sprintf("localhost:%d", port),
+		k.target(),
+		via,
+	} {
+		_, err := k.Connect(context.Background(), target)
+		if !errors.Is(err, ErrOwnAddress) || !strings.Contains(err.Error(), "own address") || strings.Contains(err.Error(), "1020") {
+			t.Errorf("connect to self as %s: %v, want ErrOwnAddress", target, err)
+		}
+	}
+	if p := k.Peers(); len(p.Connections) != 0 {
+		t.Fatalf("sessions with self: %+v", p.Connections)
+	}
 }
 
 // serveEcho registers an endpoint id for the frame "echo" and answers each

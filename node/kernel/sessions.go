@@ -27,7 +27,7 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, v
 		kept <- keep
 	}
 	if drop != nil {
-		k.log.Debug("kernel: duplicate session closed", "peer", s.Peer().String())
+		k.plog.Debug("kernel: duplicate session closed", "peer", s.Peer().String())
 		drop.CloseWithError(wire.CodeDuplicateSession, "")
 	}
 	if keep != s {
@@ -38,14 +38,14 @@ func (k *Kernel) serveKept(ctx context.Context, s *peer.Session, inbound bool, v
 	}
 	ev := kernelapi.PeerEvent{PeerInfo: peerInfo(s, inbound)}
 	k.cfg.Router.Publish(kernelapi.TopicPeerUp, ev)
-	k.log.Info("peer connected", "peer", s.Peer().String(), "remote", s.Info().RemoteAddr.String(), "inbound", inbound)
+	k.plog.Info("peer connected", "peer", s.Peer().String(), "remote", s.Info().RemoteAddr.String(), "inbound", inbound)
 	err := s.Run(ctx)
 	// A session replaced by a newer one with the same peer ends without
 	// announcing the peer gone: it is not.
 	if k.end(s) {
 		k.cfg.Router.Publish(kernelapi.TopicPeerDown, ev)
 	}
-	k.log.Info("peer disconnected", "peer", s.Peer().String(), "err", err)
+	k.plog.Info("peer disconnected", "peer", s.Peer().String(), "err", err)
 }
 
 // register adds s, unless the node has a session with the same peer: of

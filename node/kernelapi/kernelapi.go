@@ -79,6 +79,17 @@ type (
 	// SessionRequest asks about the session with a peer; the reply is its
 	// PeerInfo, or an error wrapping ErrNoSession.
 	SessionRequest struct{ Address identity.Address }
+	// PinRequest marks the sessions with a peer as in use by the calling
+	// endpoint (Pinned), or no longer (not Pinned); the reply is nil. When
+	// the node has no room for a new inbound session it may close an idle
+	// one to make room, but never one that a registered endpoint pins. A
+	// pin holds across sessions with the peer until it is removed or its
+	// endpoint leaves the router: the DHT pins the nodes of its routing
+	// table, the talk service the peers it talks with.
+	PinRequest struct {
+		Address identity.Address
+		Pinned  bool
+	}
 	// CloseRequest closes the session with a peer, if there is one.
 	CloseRequest struct {
 		Address identity.Address

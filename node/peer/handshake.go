@@ -200,15 +200,13 @@ func (s *Session) handshake(ctx context.Context) error {
 		case wire.NameIDOK:
 			gotOK = true
 		case wire.NameError:
-			var we wire.Error
-			e.Decode(&we) // a malformed error frame still ends the handshake
+			we, _ := wire.DecodeError(e) // a malformed error frame still ends the handshake
 			s.closeConn()
 			return &wire.ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
 		case wire.NameQuit:
-			var q wire.Quit
-			e.Decode(&q)
+			q := wire.DecodeQuit(e)
 			s.closeConn()
-			return fmt.Errorf("peer: handshake: %w: %s", ErrPeerQuit, q.Reason)
+			return fmt.Errorf("peer: handshake: %w: %q", ErrPeerQuit, q.Reason)
 		default:
 			return s.refuse(wire.CodeIdentifyFirst, e, "", nil)
 		}

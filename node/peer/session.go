@@ -297,8 +297,8 @@ func (s *Session) replyResult(name string, e wire.Envelope) (wire.Envelope, erro
 	if e.Name != wire.NameError {
 		return e, nil
 	}
-	var we wire.Error
-	if err := e.Decode(&we); err != nil {
+	we, err := wire.DecodeError(e)
+	if err != nil {
 		we = wire.NewError(wire.CodeUnknown, name, "malformed error frame")
 	}
 	if we.Name == "" {
@@ -450,8 +450,7 @@ func (s *Session) dispatch(e wire.Envelope) (quit bool) {
 	s.peerErr = nil
 	switch {
 	case e.Name == wire.NameQuit:
-		var q wire.Quit
-		e.Decode(&q)
+		q := wire.DecodeQuit(e)
 		err := fmt.Errorf("%w: %q", ErrPeerQuit, q.Reason)
 		if prevErr != nil {
 			// The peer said why it quits: error, then quit.
@@ -477,8 +476,7 @@ func (s *Session) dispatch(e wire.Envelope) (quit bool) {
 	case e.Name == wire.NameHello || e.Name == wire.NameID:
 		s.sendError(e, wire.CodeAlreadyIdentified, "")
 	case e.Name == wire.NameError:
-		var we wire.Error
-		e.Decode(&we)
+		we, _ := wire.DecodeError(e)
 		s.peerErr = &wire.ProtocolError{Code: we.Code, Text: we.Text, Name: we.Name, Remote: true}
 		if s.cfg.Handler != nil {
 			s.cfg.Handler(s, e)

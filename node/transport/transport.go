@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +60,19 @@ var (
 	// ErrProtocol reports a peer that does not speak ALPN.
 	ErrProtocol = errors.New("transport: peer protocol not " + ALPN)
 )
+
+// An AddressMismatchError is the error of a handshake with a peer whose
+// key is not the address dialled. It wraps ErrAddressMismatch.
+type AddressMismatchError struct {
+	Want, Got identity.Address
+}
+
+func (e *AddressMismatchError) Error() string {
+	return fmt.Sprintf("%v: dialled %s, peer is %s", ErrAddressMismatch, e.Want, e.Got)
+}
+
+// Unwrap returns ErrAddressMismatch.
+func (e *AddressMismatchError) Unwrap() error { return ErrAddressMismatch }
 
 // An Endpoint is a node's side of peer connections: its identity and its
 // certificate. It is safe for concurrent use.
@@ -143,10 +155,14 @@ func (e *Endpoint) ServerConfig() *tls.Config {
 			return e.certificate()
 		},
 		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			// Refuse early, before any key exchange, a client that does not
-			// offer the protocol; crypto/tls would go on without ALPN.
-			if !slices.Contains(hello.SupportedProtos, ALPN) {
-				return nil, fmt.Errorf("%w: client offers %q", ErrProtocol, hello.SupportedProtos)
+			// A client offering other protocols only is refused by
+			// crypto/tls with the alert no_application_protocol (RFC
+			// 7301), before any key exchange. One offering none it would
+			// let through, and an error here is sent as internal_error:
+			// send no_application_protocol first, as the spec says.
+			if len(hello.SupportedProtos) == 0 {
+				sendAlert(hello.Conn, alertNoApplicationProtocol)
+				return nil, fmt.Errorf("%w: client offers none", ErrProtocol)
 			}
 			return nil, nil
 		},
@@ -155,6 +171,16 @@ func (e *Endpoint) ServerConfig() *tls.Config {
 			return err
 		},
 	}
+}
+
+// alertNoApplicationProtocol is the TLS alert of RFC 7301, section 3.2.
+const alertNoApplicationProtocol = 120
+
+// sendAlert writes a fatal TLS alert to c as a plaintext record, as
+// before the key exchange; the peer takes the first alert it reads.
+func sendAlert(c net.Conn, alert byte) {
+	const recordAlert, levelFatal = 21, 2
+	c.Write([]byte{recordAlert, 3, 3, 0, 2, levelFatal, alert})
 }
 
 // ClientConfig returns the TLS configuration for dialled connections. When
@@ -191,7 +217,7 @@ func verifyPeer(cs tls.ConnectionState, expect *identity.Address) (identity.Addr
 		return a, err
 	}
 	if expect != nil && a != *expect {
-		return a, fmt.Errorf("%w: dialled %s, peer is %s", ErrAddressMismatch, *expect, a)
+		return a, &AddressMismatchError{Want: *expect, Got: a}
 	}
 	return a, nil
 }
@@ -257,7 +283,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, expect *identity.Addre
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("transport: %w", err) // err names addr
 	}
 	c := e.Client(raw, expect)
 	if err := c.HandshakeContext(ctx); err != nil {

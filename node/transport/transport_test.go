@@ -155,6 +155,7 @@ func TestServerRefuses(t *testing.T) {
 	for name, mutate := range map[string]func(*tls.Config){
 		"no ALPN":      func(c *tls.Config) { c.NextProtos = nil },
 		"other ALPN":   func(c *tls.Config) { c.NextProtos = []string{"phpchat/2"} },
+		"h2 ALPN":      func(c *tls.Config) { c.NextProtos = []string{"h2", "http/1.1"} },
 		"no cert":      func(c *tls.Config) { c.GetClientCertificate = nil },
 		"TLS 1.2 only": func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12 },
 	} {
@@ -181,6 +182,9 @@ func TestServerRefuses(t *testing.T) {
 				t.Fatal("server accepted the client")
 			}
 			t.Logf("client: %v; server: %v", err, r.err)
+			if strings.Contains(name, "ALPN") && !strings.Contains(err.Error(), "no application protocol") {
+				t.Fatalf("client: %v, want the alert no_application_protocol", err)
+			}
 		})
 	}
 }

@@ -155,6 +155,29 @@ type Quit struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// DecodeError decodes the data of an error frame from a peer, its text
+// cut to MaxTextLen bytes and its name to MaxNameLen, so that no peer's
+// text grows a log line or an error beyond the spec's limits. Data that
+// does not decode leaves the zero Error and an error.
+func DecodeError(e Envelope) (Error, error) {
+	var we Error
+	if err := e.Decode(&we); err != nil {
+		return Error{}, err
+	}
+	we.Text, we.Name = truncate(we.Text, MaxTextLen), truncate(we.Name, MaxNameLen)
+	return we, nil
+}
+
+// DecodeQuit decodes the data of a quit frame from a peer, its reason cut
+// to MaxTextLen bytes; data that does not decode gives no reason.
+func DecodeQuit(e Envelope) Quit {
+	var q Quit
+	if e.Decode(&q) != nil {
+		return Quit{}
+	}
+	return Quit{Reason: truncate(q.Reason, MaxTextLen)}
+}
+
 func printable(s string, max int) bool {
 	if len(s) > max {
 		return false

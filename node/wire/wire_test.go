@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unicode/utf8"
 
 	"github.com/phpchat/phpchat-node/node/identity"
 )
@@ -350,5 +351,25 @@ func TestPlainWord(t *testing.T) {
 		if got := plainWord(binary.LittleEndian.Uint64([]byte(s))); got != want {
 			t.Errorf("plainWord(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// DecodeError and DecodeQuit cut a peer's texts to the spec's limits.
+func TestDecodeBoundsText(t *testing.T) {
+	long := strings.Repeat("é", MaxTextLen) // two bytes a rune: cut inside one
+	e, err := NewEnvelope(NameError, 0, Error{Code: CodeBusy, Text: long, Name: long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	we, err := DecodeError(e)
+	if err != nil || len(we.Text) > MaxTextLen || len(we.Name) > MaxNameLen || !utf8.ValidString(we.Text) {
+		t.Fatalf("DecodeError: text %d bytes, name %d, %v", len(we.Text), len(we.Name), err)
+	}
+	e, err = NewEnvelope(NameQuit, 0, Quit{Reason: long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := DecodeQuit(e); len(q.Reason) != MaxTextLen || !utf8.ValidString(q.Reason) {
+		t.Fatalf("DecodeQuit: reason %d bytes", len(q.Reason))
 	}
 }

@@ -23,14 +23,15 @@ type ContactRemove struct {
 }
 
 // AddContact checks and adds a contact: the address must be a valid node
-// address and the nickname a valid nickname not yet in the book.
+// address and the nickname a valid nickname not yet in the book. A bad
+// address or nickname is a *CodeError with CodeInvalid (9000).
 func AddContact(book *store.Contacts, req ContactAdd) (store.Contact, error) {
 	addr, err := identity.ParseAddress(req.Address)
 	if err != nil {
-		return store.Contact{}, err
+		return store.Contact{}, &CodeError{Code: CodeInvalid, Err: err}
 	}
 	if err := config.CheckNickname(req.Nickname); err != nil {
-		return store.Contact{}, err
+		return store.Contact{}, &CodeError{Code: CodeInvalid, Err: err}
 	}
 	return book.Add(store.Contact{Address: addr.String(), Nickname: req.Nickname})
 }

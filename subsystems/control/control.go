@@ -62,6 +62,9 @@ const (
 	CallTimeout = 30 * time.Second // a request's deadline
 )
 
+// DefaultMaxClients is the default of Server.MaxClients.
+const DefaultMaxClients = 64
+
 // A Handler answers one function. Its result is sent as the data of the
 // reply frame; an error becomes an error frame with CodeFailed, or the code
 // of a *CodeError.
@@ -85,8 +88,13 @@ type Server struct {
 	// Timeouts gives functions that may take longer than CallTimeout
 	// (such as a whole cron cycle) their own deadline.
 	Timeouts map[string]time.Duration
+	// MaxClients bounds the connections served at once (0 means
+	// DefaultMaxClients). A client over it is sent an error frame with
+	// CodeBusy and closed.
+	MaxClients int
 
-	conns atomic.Uint64
+	conns   atomic.Uint64
+	clients atomic.Int64 // connections being served
 }
 
 // MaxPath is the longest socket path the kernel accepts (sun_path).
@@ -142,12 +150,37 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		if !s.admit(nc) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer s.clients.Add(-1)
 			s.serveConn(ctx, nc)
 		}()
 	}
+}
+
+// admit counts nc as a client served, or, over MaxClients, tells it so
+// with an error frame and closes it. The frame fits in the socket's
+// buffer: writing it does not hold up the accepting loop.
+func (s *Server) admit(nc *net.UnixConn) bool {
+	limit := s.MaxClients
+	if limit <= 0 {
+		limit = DefaultMaxClients
+	}
+	if s.clients.Add(1) <= int64(limit) {
+		return true
+	}
+	s.clients.Add(-1)
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	b, _ := json.Marshal(ErrorData{Code: CodeBusy, Text: fmt.Sprintf("more than %d control clients: try again later", limit)})
+	f, _ := json.Marshal(Frame{Name: "error", Data: b})
+	nc.Write(append(f, '\n'))
+	nc.Close()
+	s.Logger.Debug("control: client refused", "max_clients", limit)
+	return false
 }
 
 // Conn is one client connection, a router endpoint for as long as it lasts.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/store"
 )
 
 // startNode serves a control socket with the node handlers and an info
@@ -245,5 +246,100 @@ func TestRepliesAfterHalfClose(t *testing.T) {
 	var f Frame
 	if err := json.Unmarshal([]byte(replies[2]), &f); err != nil || f.Name != "slow" || string(f.Data) != `"done"` {
 		t.Fatalf("reply to slow %q, %v; want slow \"done\"", replies[2], err)
+	}
+}
+
+// A client over MaxClients gets an error frame (9050) and is closed; the
+// clients served keep working, and one that leaves makes room.
+func TestMaxClients(t *testing.T) {
+	r := router.New()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	srv := &Server{Path: path, Router: r, Logger: slog.New(slog.DiscardHandler), Handlers: NodeHandlers(), MaxClients: 2}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func() { close(ready) }) }()
+	<-ready
+	defer func() { cancel(); <-done }()
+
+	var clients []*Client
+	for range 2 {
+		c, err := Dial(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Call(ctx, "ping", nil, nil, nil); err != nil {
+			t.Fatalf("ping within the cap: %v", err)
+		}
+		clients = append(clients, c)
+	}
+	refused := func() bool {
+		t.Helper()
+		nc, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(nc, `{"name":"ping","rid":1}`+"\n")
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		if err != nil {
+			t.Fatalf("no frame: %v", err)
+		}
+		var f Frame
+		var e ErrorData
+		if json.Unmarshal([]byte(line), &f) != nil || (f.Name == "error" && json.Unmarshal(f.Data, &e) != nil) {
+			t.Fatalf("frame %q", line)
+		}
+		if f.Name == "ping" {
+			return false
+		}
+		if f.Name != "error" || e.Code != CodeBusy {
+			t.Fatalf("over the cap: %q, want error %d", line, CodeBusy)
+		}
+		// Closed: the end of the stream, or a reset, for the ping sent
+		// was never read.
+		if n, err := nc.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("over the cap: connection not closed: read %d bytes", n)
+		}
+		return true
+	}
+	if !refused() {
+		t.Fatal("a third client was served with MaxClients 2")
+	}
+	if err := clients[0].Call(ctx, "ping", nil, nil, nil); err != nil {
+		t.Fatalf("ping after a refusal: %v", err)
+	}
+	clients[1].Close()
+	// The server sees the client leave when its read ends: try until it
+	// has (each try is refused or served, never left waiting).
+	for refused() {
+	}
+}
+
+// contacts.add with a malformed address or nickname is 9000 (invalid
+// data), not 9060 (failed).
+func TestContactAddInvalid(t *testing.T) {
+	db, err := store.Open(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	path := startNode(t, ContactHandlers(db.Contacts()))
+	c, err := Dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, req := range []ContactAdd{
+		{Address: "pc1nonsense", Nickname: "bob"},
+		{Address: "", Nickname: "bob"},
+	} {
+		err := c.Call(context.Background(), "contacts.add", req, nil, nil)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != CodeInvalid {
+			t.Errorf("contacts.add %+v: %v, want code %d", req, err, CodeInvalid)
+		}
 	}
 }

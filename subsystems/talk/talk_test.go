@@ -38,7 +38,6 @@ func TestParseRefusesBadInput(t *testing.T) {
 		{"no data", env(NameMsg, 0, "")},
 		{"not an object", env(NameMsg, 0, `"hi"`)},
 		{"request without rid", env(NameRequest, 0, `{"talk":"a1","nickname":"bob","stamp":"1:8:x"}`)},
-		{"request without stamp", env(NameRequest, 5, `{"talk":"a1","nickname":"bob"}`)},
 		{"request without nickname", env(NameRequest, 5, `{"talk":"a1","stamp":"1:8:x"}`)},
 		{"nickname with a control character", env(NameRequest, 5, `{"talk":"a1","nickname":"bo\u001b[2Jb","stamp":"1:8:x"}`)},
 		{"nickname too long", env(NameNick, 0, `{"talk":"a1","nickname":"`+strings.Repeat("n", 257)+`"}`)},
@@ -215,6 +214,10 @@ func TestPeerInputRefused(t *testing.T) {
 	req.Stamp = mint(t, Resource(a.addr, b.addr, "t1"), testBits)
 	e, err = raw(t, a, b, NameRequest, req)
 	wantCode("talk_request paid for another callee", wire.CodeHashcash, e, err)
+
+	// No stamp at all: 4000 too, as for node_find.
+	e, err = raw(t, a, b, NameRequest, json.RawMessage(`{"talk":"t1","nickname":"mallory"}`))
+	wantCode("talk_request without a stamp", wire.CodeHashcash, e, err)
 
 	// A good request to a node without a console: status 4.
 	req.Stamp = mint(t, Resource(b.addr, a.addr, "t1"), testBits)

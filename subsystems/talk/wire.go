@@ -147,9 +147,8 @@ func parse(e wire.Envelope) (any, error) {
 		if err := config.CheckNickname(v.Nickname); err != nil {
 			return nil, invalid("%v", err)
 		}
-		if v.Stamp == "" {
-			return nil, invalid("talk_request without a stamp")
-		}
+		// A missing stamp is not checked here: it is answered 4000, as
+		// any stamp that does not pay (docs/protocol.md §5.8).
 		talkID, out = v.Talk, v
 	case NameResponse:
 		var v Response
