@@ -161,6 +161,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
 		Listen: s.Listen, Connect: s.Connect,
 		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
+		MaxHandshakes: s.MaxHandshakes, IPv6Prefix: s.IPv6Prefix,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
 		Capabilities: []string{"dht", "talk"},
 		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},

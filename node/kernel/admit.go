@@ -228,6 +228,14 @@ func (k *Kernel) pin(from string, addr identity.Address, pinned bool) {
 	k.pins[addr][from] = true
 }
 
+// Pinned reports whether a subsystem still registered on the router pins
+// the sessions with addr (see kernelapi.PinRequest).
+func (k *Kernel) Pinned(addr identity.Address) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.pinned(addr)
+}
+
 // pinned reports whether an endpoint still registered on the router pins
 // the sessions with addr. k.mu must be held.
 func (k *Kernel) pinned(addr identity.Address) bool {

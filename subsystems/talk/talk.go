@@ -82,14 +82,15 @@ type Service struct {
 
 	// The rest is owned by Run's goroutine, and made anew by each Run.
 	ep       *router.Endpoint
-	results  chan func()    // work finished by helper goroutines, run on Run's goroutine
-	out      chan outFrame  // to the sender goroutine
-	detached chan struct{}  // a console went away
-	wg       sync.WaitGroup // helper goroutines
-	nickname string         // the user's
-	consoles int            // attached
-	next     int            // last local talk number
-	talks    map[int]*talk  // by local number
+	results  chan func()               // work finished by helper goroutines, run on Run's goroutine
+	out      chan outFrame             // to the sender goroutine
+	detached chan struct{}             // a console went away
+	wg       sync.WaitGroup            // helper goroutines
+	nickname string                    // the user's
+	consoles int                       // attached
+	next     int                       // last local talk number
+	talks    map[int]*talk             // by local number
+	pinned   map[identity.Address]bool // peers whose sessions the kernel keeps for us
 	backlog  []talkapi.Event
 	dropped  int // events dropped from the backlog
 }
@@ -154,7 +155,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.results = make(chan func(), 64)
 	s.out = make(chan outFrame, outQueue)
 	s.detached = make(chan struct{}, 16)
-	s.consoles, s.talks = 0, make(map[int]*talk)
+	s.consoles, s.talks, s.pinned = 0, make(map[int]*talk), make(map[identity.Address]bool)
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -172,6 +173,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	defer timer.Stop()
 	ready()
 	for {
+		s.syncPins()
 		if d := s.nextDeadline(); d.IsZero() {
 			timer.Stop()
 		} else {
@@ -196,6 +198,38 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		case <-timer.C:
 			s.expire(time.Now())
 		}
+	}
+}
+
+// syncPins asks the kernel to keep the sessions with the peers of the
+// talks and requests, and to stop keeping the others for us.
+func (s *Service) syncPins() {
+	want := make(map[identity.Address]bool, len(s.talks))
+	for _, t := range s.talks {
+		want[t.peer] = true
+	}
+	for a := range want {
+		if !s.pinned[a] {
+			s.pin(a, true)
+		}
+	}
+	for a := range s.pinned {
+		if !want[a] {
+			s.pin(a, false)
+		}
+	}
+}
+
+// pin queues a PinRequest; one that finds the queue full is tried again
+// on the next turn of Run's loop.
+func (s *Service) pin(a identity.Address, pinned bool) {
+	if s.queue(outFrame{to: a, req: kernelapi.PinRequest{Address: a, Pinned: pinned}}) != nil {
+		return
+	}
+	if pinned {
+		s.pinned[a] = true
+	} else {
+		delete(s.pinned, a)
 	}
 }
 

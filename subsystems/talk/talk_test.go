@@ -296,6 +296,10 @@ func TestTalkBetweenServices(t *testing.T) {
 	if _, err := b.call(t, talkapi.SendRequest{Talk: req.Talk, Text: "hi"}); err != nil {
 		t.Fatal(err)
 	}
+	// While they talk, each kernel keeps the session for the talk
+	// service: it is never closed to make room for another peer.
+	waitPinned(t, a, b.addr, true)
+	waitPinned(t, b, a.addr, true)
 	if ev := expect(t, aEvents, talkapi.KindMsg); ev.Text != "hi" {
 		t.Fatalf("line at the caller: %+v", ev)
 	}
@@ -354,6 +358,8 @@ func TestTalkBetweenServices(t *testing.T) {
 	if ev := expect(t, bEvents, talkapi.KindClosed); !ev.ByPeer {
 		t.Fatalf("close at the callee: %+v", ev)
 	}
+	waitPinned(t, a, b.addr, false)
+	waitPinned(t, b, a.addr, false)
 
 	// Declined.
 	if _, err := a.call(t, talkapi.StartRequest{Peer: b.addr}); err != nil {
@@ -523,5 +529,18 @@ func TestConsoleLeavesOverSocket(t *testing.T) {
 	}
 	if ev := expect(t, aEvents, talkapi.KindResponse); ev.Status != talkapi.StatusNoUI {
 		t.Fatalf("request after the console left: %+v, want status %d", ev, talkapi.StatusNoUI)
+	}
+}
+
+// waitPinned waits until n's kernel does, or does not, keep the sessions
+// with peer for a subsystem.
+func waitPinned(t *testing.T, n *testNode, peer identity.Address, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Kernel.Pinned(peer) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("session with %s pinned = %v, want %v", peer, !want, want)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
