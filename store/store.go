@@ -24,7 +24,8 @@ var ErrNotFound = errors.New("not found")
 // DB is the node's database.
 type DB struct {
 	db         *badger.DB
-	syncWrites bool // badger syncs every commit; see durableMode
+	syncWrites bool                         // badger syncs every commit; see durableMode
+	space      atomic.Pointer[func() error] // see SetSpaceCheck
 
 	mu   sync.Mutex
 	seqs map[string]*badger.Sequence // counters, by key
