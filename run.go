@@ -22,6 +22,7 @@ import (
 	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/store/diskspace"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
 	"github.com/phpchat/phpchat-node/subsystems/cronapi"
@@ -114,6 +115,10 @@ func runNode(c *cli.Context) error {
 func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) error {
 	r := router.New()
 	info := localInfo(l, s, id)
+	// Below the reserve the store refuses writes, before badger could
+	// fault on a full disk.
+	disk := &diskspace.Watcher{Dir: l.Store(), Reserve: s.DiskReserve, Logger: logger.With("subsystem", "disk")}
+	db.SetSpaceCheck(disk.Check)
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
@@ -148,7 +153,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	if err != nil {
 		return err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	// Leave a fifth of the shutdown time for closing the store.
@@ -156,6 +161,7 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 	logger.Info("node starting", "version", node.Version, "address", info.Address, "data_dir", l.Dir)
 	err = sup.Run(ctx, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
+		{Name: "disk", Run: disk.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
 		{Name: "dht", Run: dhtSvc.Run},
 		{Name: "control", Required: true, Run: ctl.Run},

@@ -95,9 +95,9 @@ func (w *Watcher) Free() uint64 { return w.free.Load() }
 
 // measure reads the free space and logs when it crosses the reserve: one
 // warning when it falls below, one line when it is back above. A reading
-// that fails leaves the state as it was (writes are then allowed): the
-// file system may not tell, and refusing all writes for that would be
-// worse than the risk.
+// that fails is logged once and leaves the state as it was (so a node
+// whose file system cannot tell never refuses writes: refusing them all
+// for that would be worse than the risk).
 func (w *Watcher) measure() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
