@@ -102,8 +102,12 @@ func (d *DB) Sync() error {
 	return nil
 }
 
-// Compact reclaims space in the value log, as far as one pass can.
+// Compact reclaims space in the value log, as far as one pass can. It
+// rewrites what it keeps, so it too waits while the disk is low.
 func (d *DB) Compact() error {
+	if err := d.room(); err != nil {
+		return fmt.Errorf("compact store: %w", err)
+	}
 	for {
 		err := d.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
