@@ -13,6 +13,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/store/diskspace"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
 
@@ -95,6 +96,9 @@ func printInfo(w io.Writer, in node.Info) {
 		if in.MemoryRSS > 0 {
 			row("Memory", fmt.Sprintf("%.1f MiB resident", float64(in.MemoryRSS)/(1<<20)))
 		}
+		if in.DiskFree != nil {
+			row("Disk", diskRow(in))
+		}
 		if in.Peers != nil {
 			row("Peers", fmt.Sprintf("%d (%d in, %d out)", *in.Peers, in.PeersIn, in.PeersOut))
 		}
@@ -134,4 +138,13 @@ func printInfo(w io.Writer, in node.Info) {
 	} else {
 		row("Running", "no")
 	}
+}
+
+// diskRow describes the free space of the data dir for info.
+func diskRow(in node.Info) string {
+	free := diskspace.Size(*in.DiskFree)
+	if in.DiskLow {
+		return fmt.Sprintf("LOW: %s free, below the reserve of %s: work that writes is refused (setting disk-reserve)", free, diskspace.Size(in.DiskReserve))
+	}
+	return fmt.Sprintf("%s free (reserve %s)", free, diskspace.Size(in.DiskReserve))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/node/diskspace"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
 	"github.com/phpchat/phpchat-node/subsystems/cronapi"
@@ -136,6 +137,11 @@ func serve(ctx context.Context, l config.Layout, s *config.Settings, id *identit
 // share once they have stopped.
 func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, logger *slog.Logger) (*router.Router, []supervisor.Subsystem, func(), error) {
 	r := router.New()
+	info := localInfo(l, s, id)
+	// Below the reserve the store refuses writes, before badger could
+	// fault on a full disk.
+	disk := &diskspace.Watcher{Dir: l.Store(), Reserve: s.DiskReserve, Logger: logger.With("subsystem", "disk")}
+	db.SetSpaceCheck(disk.Check)
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
@@ -171,11 +177,12 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		self.Close()
 		return nil, nil, nil, err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: localInfo(l, s, id), Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	return r, []supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
+		{Name: "disk", Run: disk.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
 		{Name: "dht", Run: dhtSvc.Run},
 		{Name: "control", Required: true, Run: ctl.Run},

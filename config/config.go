@@ -40,6 +40,7 @@ type Settings struct {
 	ShutdownTimeout time.Duration
 	TalkTimeout     time.Duration // an incoming talk request waits this long for the user
 	TalkBits        int           // hashcash bits a talk request must carry
+	DiskReserve     uint64        // free bytes below which the node refuses work that writes
 }
 
 // A Setting describes one setting: its key, what it means, its default and
@@ -147,6 +148,41 @@ var Table = []Setting{
 	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
 	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
 	intSetting("talk-bits", "15", "hashcash bits a peer's talk request must carry", 0, 32, func(s *Settings, n int) { s.TalkBits = n }),
+	{
+		Key: "disk-reserve", Default: "64MiB",
+		Usage: "free space to keep in the data dir's file system: below it the node refuses work that writes (such as 64MiB, 1GiB; at least 16MiB)",
+		apply: func(s *Settings, v string) error {
+			n, err := ParseSize(v)
+			if err != nil {
+				return err
+			}
+			// The store maps 8 MiB log files and flushes 4 MiB tables:
+			// less room than that could fill the disk between readings.
+			if n < MinDiskReserve {
+				return fmt.Errorf("%s is below the minimum of 16MiB", v)
+			}
+			s.DiskReserve = n
+			return nil
+		},
+	},
+}
+
+// MinDiskReserve is the least disk-reserve accepted.
+const MinDiskReserve = 16 << 20
+
+// ParseSize parses a size in bytes: a whole number, optionally followed by
+// B, KiB, MiB, GiB or TiB (powers of 1024) or kB, MB, GB or TB (powers
+// of 1000), as "64MiB" or "500 MB".
+func ParseSize(v string) (uint64, error) {
+	num := strings.TrimRight(v, "kKMGTiB ")
+	unit := strings.TrimSpace(v[len(num):])
+	mult := map[string]uint64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+		"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	n, err := strconv.ParseUint(strings.TrimSpace(num), 10, 64)
+	if err != nil || mult == 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (such as 64MiB or 1GiB)", v)
+	}
+	return n * mult, nil
 }
 
 // peersSetting is a list setting of peers to dial.

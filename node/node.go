@@ -37,6 +37,11 @@ type Info struct {
 	Started   *time.Time `json:"started,omitempty"`
 	Uptime    float64    `json:"uptime_seconds,omitempty"`
 	MemoryRSS int64      `json:"memory_rss,omitempty"` // bytes, resident
+	// The free space of the data dir's file system, and the reserve below
+	// which the node refuses work that writes (DiskLow).
+	DiskFree    *uint64 `json:"disk_free,omitempty"` // bytes
+	DiskReserve uint64  `json:"disk_reserve,omitempty"`
+	DiskLow     bool    `json:"disk_low,omitempty"`
 
 	// Filled by the subsystems' contributors while the node runs.
 	Peers       *int         `json:"peers,omitempty"`

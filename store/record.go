@@ -39,6 +39,9 @@ const maxConflictRetries = 10
 // to anyone (a user, a peer), so that the node never forgets what it
 // answered for.
 func (d *DB) update(durable bool, fn func(txn *badger.Txn) error) error {
+	if err := d.room(); err != nil {
+		return err
+	}
 	var err error
 	for range maxConflictRetries {
 		if err = d.db.Update(fn); !errors.Is(err, badger.ErrConflict) {
@@ -166,6 +169,9 @@ func scanIndex(txn *badger.Txn, prefix []byte, fn func(key, value []byte) error)
 // badger Sequences, one per name for the life of the DB, so concurrent
 // callers never conflict. Values are never reused; a crash may skip some.
 func (d *DB) next(name string) (uint64, error) {
+	if err := d.room(); err != nil { // a counter leases its values with a write
+		return 0, fmt.Errorf("counter %s: %w", name, err)
+	}
 	d.mu.Lock()
 	seq, ok := d.seqs[name]
 	if !ok {

@@ -30,6 +30,9 @@ func (s *Stamps) Spend(stamp string, expires time.Time) error {
 	if ttl <= 0 {
 		return fmt.Errorf("spend stamp: already expired at %s", expires.UTC().Format(time.RFC3339))
 	}
+	if err := s.d.room(); err != nil {
+		return fmt.Errorf("spend stamp: %w", err)
+	}
 	// Not d.update: a conflict means a concurrent Spend of the same stamp
 	// committed first, which is the answer, not something to retry.
 	err := s.d.db.Update(func(txn *badger.Txn) error {

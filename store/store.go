@@ -24,7 +24,8 @@ var ErrNotFound = errors.New("not found")
 // DB is the node's database.
 type DB struct {
 	db         *badger.DB
-	syncWrites bool // badger syncs every commit; see durableMode
+	syncWrites bool                         // badger syncs every commit; see durableMode
+	space      atomic.Pointer[func() error] // see SetSpaceCheck
 
 	mu   sync.Mutex
 	seqs map[string]*badger.Sequence // counters, by key
@@ -101,8 +102,12 @@ func (d *DB) Sync() error {
 	return nil
 }
 
-// Compact reclaims space in the value log, as far as one pass can.
+// Compact reclaims space in the value log, as far as one pass can. It
+// rewrites what it keeps, so it too waits while the disk is low.
 func (d *DB) Compact() error {
+	if err := d.room(); err != nil {
+		return fmt.Errorf("compact store: %w", err)
+	}
 	for {
 		err := d.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {

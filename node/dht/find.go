@@ -11,6 +11,7 @@ import (
 	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/store"
 )
 
 // goFind answers a node_find frame on a goroutine of its own, or tells the
@@ -33,7 +34,8 @@ func (s *Service) goFind(ctx context.Context, wg *sync.WaitGroup, m *router.Msg,
 }
 
 // handleFind answers node_find: it checks the flood limit and the stamp,
-// and answers from the table.
+// and answers from the table. A node low on disk space cannot spend the
+// stamp (a write) and refuses with 9110.
 func (s *Service) handleFind(ctx context.Context, f kernelapi.Frame) {
 	e := f.Envelope
 	if e.RID == 0 {
@@ -56,9 +58,13 @@ func (s *Service) handleFind(ctx context.Context, f kernelapi.Frame) {
 	}
 	if _, err := s.Checker.Check(req.Stamp, StampResource(s.Self), s.Bits); err != nil {
 		var herr *hashcash.Error
-		if errors.As(err, &herr) {
+		switch {
+		case errors.As(err, &herr):
 			s.refuse(ctx, f, wire.CodeHashcash, err.Error())
-		} else {
+		case errors.Is(err, store.ErrLowSpace):
+			// The disk watcher has logged it; the peer asks another node.
+			s.refuse(ctx, f, wire.CodeInsufficientStorage, "this node is low on disk space: ask another node")
+		default:
 			s.refuse(ctx, f, wire.CodeFailed, "stamp not checked")
 			s.Logger.Warn("dht: stamp check failed", "err", err)
 		}

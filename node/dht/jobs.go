@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
@@ -74,6 +77,8 @@ func (s *Service) job(name string) (func(context.Context) error, error) {
 		return s.ping, nil
 	case "bootstrap":
 		return s.bootstrap, nil
+	case "rejoin":
+		return s.rejoin, nil
 	case "save":
 		return func(context.Context) error { return s.save() }, nil
 	case "expire":
@@ -183,29 +188,142 @@ func (s *Service) ping(ctx context.Context) error {
 	return nil
 }
 
+// saveEvery is how often Run saves the table if it has changed: a node
+// killed without its final save loses at most this much of its table's
+// changes. A variable for tests.
+var saveEvery = 5 * time.Second
+
+// keepSaved saves the table every saveEvery while it differs from the one
+// saved last, until ctx ends.
+func (s *Service) keepSaved(ctx context.Context) {
+	t := time.NewTicker(saveEvery)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		switch err := s.saveChanged(); {
+		case err == nil:
+			warned = false
+		case errors.Is(err, store.ErrLowSpace):
+			// The disk watcher has said so; the table is saved once
+			// there is room again.
+			s.Logger.Debug("dht: table not saved", "err", err)
+		case !warned:
+			warned = true
+			s.Logger.Warn("dht: table not saved", "err", err)
+		}
+	}
+}
+
+// saveChanged saves the table if its nodes or their addresses differ
+// from the ones saved last. (When only the times nodes were last seen
+// changed, the table waits for the save job.)
+func (s *Service) saveChanged() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	nodes := s.Table.Nodes()
+	sum := tableSum(nodes)
+	if sum == s.savedSum {
+		return nil
+	}
+	return s.saveLocked(nodes, sum)
+}
+
+// save saves the table.
 func (s *Service) save() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	nodes := s.Table.Nodes()
+	return s.saveLocked(nodes, tableSum(nodes))
+}
+
+// saveLocked stores nodes, whose tableSum is sum; saveMu is held.
+func (s *Service) saveLocked(nodes []Node, sum uint64) error {
 	if s.Meta == nil {
 		return nil
 	}
-	if err := s.Meta.Put(tableKey, s.Table.Nodes()); err != nil {
+	if err := s.Meta.Put(tableKey, nodes); err != nil {
 		return fmt.Errorf("dht: save table: %w", err)
 	}
+	s.savedSum = sum
 	return nil
 }
 
-func (s *Service) load() {
+// tableSum digests the addresses of nodes and where they are dialled, in
+// any order, to tell cheaply whether the table has changed since a save.
+func tableSum(nodes []Node) uint64 {
+	var sum uint64
+	for _, n := range nodes {
+		h := fnv.New64a()
+		h.Write(n.Address[:])
+		for _, a := range n.Addrs {
+			h.Write([]byte{0})
+			h.Write([]byte(a))
+		}
+		sum += h.Sum64()
+	}
+	return sum
+}
+
+// load adds the saved table's nodes to the table and returns how many
+// there were.
+func (s *Service) load() int {
 	if s.Meta == nil {
-		return
+		return 0
 	}
 	var nodes []Node
 	if err := s.Meta.Get(tableKey, &nodes); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.Logger.Warn("dht: saved table not loaded", "err", err)
 		}
-		return
+		return 0
 	}
 	for _, n := range nodes {
 		s.Table.Add(n)
 	}
+	s.saveMu.Lock()
+	s.savedSum = tableSum(s.Table.Nodes())
+	s.saveMu.Unlock()
 	s.Logger.Info("dht: table loaded", "nodes", s.Table.Len())
+	return len(nodes)
+}
+
+// rejoinDials is how many saved nodes a restarted node dials at once.
+const rejoinDials = 8
+
+// rejoin brings a node whose table was loaded back into the network at
+// once, rather than at the bootstrap job (which does nothing when the
+// table is not empty): it dials the most recently seen saved nodes, and
+// once one answers, looks up its own id, as a joining node does. A node
+// that answers is seen anew (peer up); one that does not is left to the
+// ping job, since this node may be the one that is offline.
+func (s *Service) rejoin(ctx context.Context) error {
+	nodes := s.Table.Nodes()
+	if len(nodes) == 0 {
+		return nil
+	}
+	slices.SortFunc(nodes, func(a, b Node) int { return b.LastSeen.Compare(a.LastSeen) })
+	nodes = nodes[:min(len(nodes), rejoinDials)]
+	var wg sync.WaitGroup
+	var reached atomic.Int32
+	for _, n := range nodes {
+		wg.Go(func() {
+			if s.connect(ctx, n) == nil {
+				reached.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if reached.Load() == 0 {
+		return fmt.Errorf("dht: rejoin: none of the %d saved nodes dialled answered", len(nodes))
+	}
+	s.Logger.Info("dht: rejoined through saved nodes", "dialled", len(nodes), "answered", reached.Load())
+	if _, _, err := s.Lookup(ctx, s.Table.Self()); err != nil && !errors.Is(err, ErrNoNodes) {
+		return fmt.Errorf("dht: rejoin: self lookup: %w", err)
+	}
+	return nil
 }

@@ -59,6 +59,9 @@ type Service struct {
 	haveSeen bool // a peer has connected at least once
 	warned   bool // the empty-table warning was logged
 
+	saveMu   sync.Mutex // one save at a time
+	savedSum uint64     // the tableSum saved last; under saveMu
+
 	// suspects are table nodes whose request failed, for Run to check.
 	suspects chan identity.Address
 }
@@ -92,9 +95,11 @@ const (
 	maxLiveChecks = 8 // concurrent liveness checks of full buckets
 )
 
-// Run serves the DHT until ctx ends: it loads the saved table, adds the
-// peers the kernel proves, joins through the bootstrap nodes and answers
-// node_find, lookups and jobs. It may be run again after it returns.
+// Run serves the DHT until ctx ends: it loads the saved table and dials a
+// few of its nodes (rejoin), adds the peers the kernel proves, joins
+// through the bootstrap nodes and answers node_find, lookups and jobs. It
+// saves the table within saveEvery of a change, and when it returns. It
+// may be run again after it returns.
 func (s *Service) Run(ctx context.Context, ready func()) error {
 	ep, err := s.Router.Register(dhtapi.Endpoint, 256)
 	if err != nil {
@@ -128,7 +133,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	if err := kernelapi.Handle(ctx, s.Router, ep, NameFindNode); err != nil {
 		return fmt.Errorf("dht: %w", err)
 	}
-	s.load()
+	loaded := s.load()
 	// The sessions opened before the subscription.
 	peers, err := router.CallAs[[]kernelapi.PeerInfo](ctx, ep, kernelapi.Endpoint, kernelapi.SessionsRequest{})
 	if err != nil {
@@ -137,7 +142,11 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	for _, p := range peers {
 		s.peerUp(ctx, &wg, p)
 	}
+	if loaded > 0 {
+		s.goJob(ctx, &wg, nil, "rejoin")
+	}
 	s.goJob(ctx, &wg, nil, "bootstrap")
+	wg.Go(func() { s.keepSaved(ctx) })
 	ready()
 	for {
 		select {

@@ -200,6 +200,7 @@ func (k *Kernel) Run(ctx context.Context, ready func()) error {
 		defer k.wg.Done()
 		k.accept(ctx, l)
 	}()
+	k.wg.Go(func() { k.keepTrafficSaved(ctx) })
 	for _, t := range k.cfg.Connect {
 		k.wg.Add(1)
 		go func() {

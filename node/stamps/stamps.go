@@ -22,7 +22,10 @@ type Checker struct {
 
 // Check accepts stamp if it carries at least bits bits for resource, is
 // in date and unspent, and records it as spent. A refusal is a
-// *hashcash.Error whose Reason says why (ReasonSpent for a replay).
+// *hashcash.Error whose Reason says why (ReasonSpent for a replay). A
+// stamp that cannot be recorded because the disk is nearly full fails
+// with an error wrapping store.ErrLowSpace: the request must be refused
+// (protocol error 9110), since an unrecorded stamp could be replayed.
 func (c *Checker) Check(stamp, resource string, bits int) (*hashcash.Stamp, error) {
 	p := c.Policy
 	p.MinBits, p.Resource = bits, resource

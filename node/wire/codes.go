@@ -64,29 +64,35 @@ const (
 	// connection (in all, or from the peer's IP address). It is sent in
 	// place of hello, and the connection is closed.
 	CodeTooManyConnections Code = 9100
+	// CodeInsufficientStorage: the receiver is low on disk space and
+	// refuses requests that would make it write (such as node_find, which
+	// spends a stamp); the sender should ask another node. The session
+	// goes on.
+	CodeInsufficientStorage Code = 9110
 	// CodeUnknown: any other error.
 	CodeUnknown Code = 9999
 )
 
 var codeText = map[Code]string{
-	CodeIdentifyFirst:      "must identify first",
-	CodeAlreadyIdentified:  "already identified",
-	CodeOwnAddress:         "you use my address",
-	CodeAddressMismatch:    "address does not match key",
-	CodeProtocolVersion:    "protocol version not supported",
-	CodeDuplicateSession:   "duplicate session",
-	CodeHashcash:           "hashcash verification failed",
-	CodeInvalidData:        "invalid data",
-	CodeUnknownCommand:     "unknown command",
-	CodeNotImplemented:     "not implemented",
-	CodeFrameTooLarge:      "frame too large",
-	CodeBusy:               "busy",
-	CodeFailed:             "request failed",
-	CodeBadEnvelope:        "invalid envelope",
-	CodeNotJSON:            "not JSON",
-	CodeTimeout:            "timeout",
-	CodeTooManyConnections: "too many connections",
-	CodeUnknown:            "unknown error",
+	CodeIdentifyFirst:       "must identify first",
+	CodeAlreadyIdentified:   "already identified",
+	CodeOwnAddress:          "you use my address",
+	CodeAddressMismatch:     "address does not match key",
+	CodeProtocolVersion:     "protocol version not supported",
+	CodeDuplicateSession:    "duplicate session",
+	CodeHashcash:            "hashcash verification failed",
+	CodeInvalidData:         "invalid data",
+	CodeUnknownCommand:      "unknown command",
+	CodeNotImplemented:      "not implemented",
+	CodeFrameTooLarge:       "frame too large",
+	CodeBusy:                "busy",
+	CodeFailed:              "request failed",
+	CodeBadEnvelope:         "invalid envelope",
+	CodeNotJSON:             "not JSON",
+	CodeTimeout:             "timeout",
+	CodeTooManyConnections:  "too many connections",
+	CodeInsufficientStorage: "insufficient storage",
+	CodeUnknown:             "unknown error",
 }
 
 // Codes returns every defined code, in ascending order.
@@ -95,7 +101,7 @@ func Codes() []Code {
 		CodeIdentifyFirst, CodeAlreadyIdentified, CodeOwnAddress, CodeAddressMismatch,
 		CodeProtocolVersion, CodeDuplicateSession, CodeHashcash, CodeInvalidData,
 		CodeUnknownCommand, CodeNotImplemented, CodeFrameTooLarge, CodeBusy, CodeFailed,
-		CodeBadEnvelope, CodeNotJSON, CodeTimeout, CodeTooManyConnections, CodeUnknown,
+		CodeBadEnvelope, CodeNotJSON, CodeTimeout, CodeTooManyConnections, CodeInsufficientStorage, CodeUnknown,
 	}
 }
 
