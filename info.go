@@ -13,7 +13,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/identity"
-	"github.com/phpchat/phpchat-node/store/diskspace"
+	"github.com/phpchat/phpchat-node/node/diskspace"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
 
