@@ -12,8 +12,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/phpchat/phpchat-node/node"
-	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/diskspace"
+	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
 

@@ -58,7 +58,7 @@ const (
 	CodeNoStamp     = "stamp_missing"
 	CodeUnderWeight = "stamp_under_weight"
 	CodeSpent       = "stamp_spent"
-	CodeExpired     = "expired"  // or from the future
+	CodeExpired     = "expired" // or from the future
 	CodeFormat      = "bad_format"
 	CodeTooLarge    = "too_large"
 	CodeOverQuota   = "over_quota"
