@@ -194,17 +194,20 @@ func (s *Service) ping(ctx context.Context) error {
 var saveEvery = 5 * time.Second
 
 // keepSaved saves the table every saveEvery while it differs from the one
-// saved last, until ctx ends.
+// saved last, and keeps the kernel's pins in step with the table, until
+// ctx ends.
 func (s *Service) keepSaved(ctx context.Context) {
 	t := time.NewTicker(saveEvery)
 	defer t.Stop()
 	warned := false
+	pinned := make(map[identity.Address]bool)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.syncPins(ctx, pinned)
 		switch err := s.saveChanged(); {
 		case err == nil:
 			warned = false
@@ -215,6 +218,37 @@ func (s *Service) keepSaved(ctx context.Context) {
 		case !warned:
 			warned = true
 			s.Logger.Warn("dht: table not saved", "err", err)
+		}
+	}
+}
+
+// syncPins asks the kernel to keep the sessions with the table's nodes
+// (they are not closed to make room for new peers), and to stop keeping
+// those of nodes that have left the table. pinned holds what the kernel
+// was told.
+func (s *Service) syncPins(ctx context.Context, pinned map[identity.Address]bool) {
+	want := make(map[identity.Address]bool)
+	for _, n := range s.Table.Nodes() {
+		want[n.Address] = true
+	}
+	pin := func(a identity.Address, on bool) {
+		if _, err := s.ep.Call(ctx, kernelapi.Endpoint, kernelapi.PinRequest{Address: a, Pinned: on}); err != nil {
+			return // told again at the next tick
+		}
+		if on {
+			pinned[a] = true
+		} else {
+			delete(pinned, a)
+		}
+	}
+	for a := range want {
+		if !pinned[a] {
+			pin(a, true)
+		}
+	}
+	for a := range pinned {
+		if !want[a] {
+			pin(a, false)
 		}
 	}
 }

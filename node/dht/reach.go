@@ -64,7 +64,7 @@ func (s *Service) connect(ctx context.Context, n Node) error {
 	}
 	err := errors.New("no network address")
 	for _, a := range n.Addrs {
-		cctx, cancel := context.WithTimeout(ctx, s.timeout())
+		cctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		_, err = s.ep.Call(cctx, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: n.Address.String() + "@" + a})
 		cancel()
 		if err == nil {

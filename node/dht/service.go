@@ -48,9 +48,10 @@ type Service struct {
 	// zero); more wait for a turn within their caller's deadline.
 	MaxLookups int
 
-	ep      *router.Endpoint
-	lookups chan struct{} // a token per running lookup
-	finds   chan struct{} // a token per node_find being answered
+	ep       *router.Endpoint
+	lookups  chan struct{} // a token per running lookup
+	finds    chan struct{} // a token per node_find being answered
+	verifies chan struct{} // a token per inbound peer's address being checked
 
 	mu       sync.Mutex
 	limits   map[identity.Address]*bucketLimit
@@ -93,6 +94,11 @@ const (
 	floodRate     = 10.0             // node_find per second a peer may send
 	floodBurst    = 40.0
 	maxLiveChecks = 8 // concurrent liveness checks of full buckets
+	maxVerifies   = 8 // concurrent checks of inbound peers' addresses
+	// dialTimeout bounds one dial of a lookup, a check or a liveness
+	// ping: a node that does not answer in it is taken as gone for this
+	// request, so one slow node never holds up a lookup for long.
+	dialTimeout = 5 * time.Second
 )
 
 // Run serves the DHT until ctx ends: it loads the saved table and dials a
@@ -114,6 +120,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.ep = ep
 	s.lookups = make(chan struct{}, cmp.Or(s.MaxLookups, DefaultMaxLookups))
 	s.finds = make(chan struct{}, MaxFinds)
+	s.verifies = make(chan struct{}, maxVerifies)
 	s.suspects = make(chan identity.Address, 64)
 	s.mu.Lock()
 	s.limits = make(map[identity.Address]*bucketLimit)
@@ -220,7 +227,9 @@ func apiNodes(nodes []Node) []dhtapi.Node {
 }
 
 // peerUp adds a peer whose key a handshake proved, with the address it
-// can be dialled at: the one we dialled, or its IP and listen port.
+// can be dialled at: the one we dialled, or, for a peer that dialled in,
+// the listen port it claims once a dial back there has proved the claim
+// (docs/protocol.md §5.2).
 func (s *Service) peerUp(ctx context.Context, wg *sync.WaitGroup, p kernelapi.PeerInfo) {
 	s.mu.Lock()
 	s.haveSeen = true
@@ -229,11 +238,43 @@ func (s *Service) peerUp(ctx context.Context, wg *sync.WaitGroup, p kernelapi.Pe
 	if addr == "" {
 		return // it does not listen: of no use to others
 	}
-	check, full := s.Table.Add(Node{Address: p.Address, Addrs: []string{addr}})
-	if full {
-		// The bucket is full: the oldest node stays if it still answers.
+	n := Node{Address: p.Address, Addrs: []string{addr}}
+	if !p.Inbound {
+		s.add(ctx, wg, n)
+		return
+	}
+	s.startVerify(ctx, wg, n)
+}
+
+// add puts n in the table; if its bucket is full, the oldest node stays
+// if it still answers.
+func (s *Service) add(ctx context.Context, wg *sync.WaitGroup, n Node) {
+	if check, full := s.Table.Add(n); full {
 		s.startCheck(ctx, wg, check)
 	}
+}
+
+// startVerify dials n back at its claimed address in the background, and
+// adds it to the table if it answers there with its key. At most
+// maxVerifies run at once; a peer that finds no room is not added (it
+// may still enter the table through a lookup or when it is dialled).
+func (s *Service) startVerify(ctx context.Context, wg *sync.WaitGroup, n Node) {
+	select {
+	case s.verifies <- struct{}{}:
+	default:
+		return
+	}
+	wg.Go(func() {
+		defer func() { <-s.verifies }()
+		vctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		_, err := s.ep.Call(vctx, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: n.Address.String() + "@" + n.Addrs[0], Verify: true})
+		if err != nil {
+			s.Logger.Debug("dht: a peer's claimed address not confirmed", "peer", n.Address.String(), "addr", n.Addrs[0], "err", err)
+			return
+		}
+		s.add(ctx, wg, n)
+	})
 }
 
 // forget drops what the service keeps about a peer whose session ended.

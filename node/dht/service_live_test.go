@@ -13,6 +13,8 @@ import (
 	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/nodetest"
+	"github.com/phpchat/phpchat-node/node/peer"
+	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/node/wire"
 )
 
@@ -252,5 +254,63 @@ func TestFailedDialDoesNotEvict(t *testing.T) {
 	}
 	if _, ok := a.DHT.Table.Get(v.ID.Address); !ok {
 		t.Fatal("victim evicted from the table by a forged record")
+	}
+}
+
+// A peer that dials in enters the table only once a dial back to the port
+// it claims has shown its key there: a claim of another node's port is
+// never handed out.
+func TestClaimedPortCheckedBeforeTableEntry(t *testing.T) {
+	defer dht.SetSaveEvery(50 * time.Millisecond)() // pins are synced as often
+	v, _ := startLive(t, nil, t.TempDir())
+	c, _ := startLive(t, nil, t.TempDir())
+	// The liar connects to v claiming c's port.
+	liar := newID(t)
+	ep, err := transport.New(liar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := ep.Dial(ctx, v.Kernel.ListenAddr().String(), &v.ID.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := peer.Handshake(ctx, conn, peer.Config{Identity: liar, ListenPort: c.Kernel.ListenAddr().Port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Run(ctx)
+	defer s.Close("done")
+	// v dials c expecting the liar's key: c sees a handshake that fails.
+	for c.Kernel.Peers().TrafficIn == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("v never checked the liar's claimed port")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// An honest peer that dials in is checked and enters the table.
+	h, _ := startLive(t, nil, t.TempDir())
+	if _, err := h.Kernel.Connect(ctx, v.Target()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, ok := v.DHT.Table.Get(h.ID.Address); ok {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("an honest inbound peer never entered the table")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := v.DHT.Table.Get(liar.Address); ok {
+		t.Fatal("a peer claiming another node's port entered the table")
+	}
+	// The table's nodes are pinned: the kernel keeps their sessions.
+	for !v.Kernel.Pinned(h.ID.Address) {
+		if ctx.Err() != nil {
+			t.Fatal("a table node's session never pinned")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -46,7 +46,7 @@ func (k *Kernel) serveRequest(ctx context.Context, m *router.Msg) (any, error) {
 		})
 	case kernelapi.ConnectRequest:
 		k.later(m, func() (any, error) {
-			s, err := k.Connect(ctx, req.Target)
+			s, err := k.connect(ctx, req.Target, false, req.Verify)
 			if err != nil {
 				return nil, err
 			}

@@ -43,12 +43,14 @@ var ErrOwnAddress = errors.New("that is this node's own address")
 // to give up a working session. A host:port that answered with the
 // address is remembered for the session and not checked again.
 func (k *Kernel) Connect(ctx context.Context, target string) (*peer.Session, error) {
-	return k.connect(ctx, target, false)
+	return k.connect(ctx, target, false, false)
 }
 
 // connect is Connect; keep marks the session as one with a --connect peer,
-// which is never evicted to make room.
-func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.Session, error) {
+// which is never evicted to make room. With verify, a check that cannot
+// tell fails: the session is returned only if the peer has proved that it
+// answers at the target's host:port.
+func (k *Kernel) connect(ctx context.Context, target string, keep, verify bool) (*peer.Session, error) {
 	hostport, expect, err := transport.ParseTarget(target)
 	if err != nil {
 		return nil, err
@@ -86,6 +88,10 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 		return nil, fmt.Errorf("connect %s: kernel not running", target)
 	}
 	if k.outbound >= k.cfg.MaxOutbound {
+		if check && verify {
+			k.mu.Unlock()
+			return nil, fmt.Errorf("connect %s: no slot to check the address: %w", target, ErrTooManyPeers)
+		}
 		if check {
 			k.mu.Unlock()
 			if s := existing("no free outbound slot", nil); s != nil {
@@ -109,7 +115,7 @@ func (k *Kernel) connect(ctx context.Context, target string, keep bool) (*peer.S
 	c, err := k.dial(dctx, hostport, expect)
 	if err != nil {
 		release()
-		if check && ctx.Err() == nil && !errors.Is(err, transport.ErrAddressMismatch) {
+		if check && !verify && ctx.Err() == nil && !errors.Is(err, transport.ErrAddressMismatch) {
 			if s := existing("check dial failed", err); s != nil {
 				return s, nil
 			}
@@ -220,7 +226,7 @@ func (k *Kernel) keep(ctx context.Context, target string) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		s, err := k.connect(ctx, target, true)
+		s, err := k.connect(ctx, target, true, false)
 		k.setTarget(target, s, err)
 		if err != nil {
 			// err names the target.

@@ -662,7 +662,7 @@ func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
 	k.waitUp(t, b.Address())
 
 	// As the redial of a --connect target does.
-	if _, err := k.connect(context.Background(), wrong, true); !errors.Is(err, transport.ErrAddressMismatch) {
+	if _, err := k.connect(context.Background(), wrong, true, false); !errors.Is(err, transport.ErrAddressMismatch) {
 		t.Fatalf("target %s (c's host:port): %v, want ErrAddressMismatch", wrong, err)
 	}
 	// The same peer named at another host:port that does lead to it: the
@@ -670,7 +670,7 @@ func TestConnectTargetCheckedAtItsAddress(t *testing.T) {
 	s := k.Session(b.Address())
 	fwd, dials := forward(t, b.ListenAddr().String())
 	other := fmt.Sprintf("%s@%s", b.Address(), fwd)
-	got, err := k.connect(context.Background(), other, true)
+	got, err := k.connect(context.Background(), other, true, false)
 	if err != nil || got != s {
 		t.Fatalf("target %s: %v (same session: %v)", other, err, got == s)
 	}

@@ -75,7 +75,16 @@ type (
 	// ConnectRequest asks the kernel to dial a peer ("host:port" or
 	// "address@host:port") now; the reply is the session's PeerInfo (an
 	// existing one, if the node has a session with the peer there).
-	ConnectRequest struct{ Target string }
+	//
+	// With an address, the host:port must lead to that peer: a session
+	// that came from elsewhere (the peer dialled in) is checked by dialling
+	// the host:port. A check that cannot tell (no free slot, no answer)
+	// keeps the session it has, unless Verify: then the request fails
+	// unless the peer answered there with its key.
+	ConnectRequest struct {
+		Target string
+		Verify bool
+	}
 	// SessionRequest asks about the session with a peer; the reply is its
 	// PeerInfo, or an error wrapping ErrNoSession.
 	SessionRequest struct{ Address identity.Address }

@@ -476,6 +476,11 @@ func (s *Service) incoming(f frame, req Request) {
 	}
 	if _, err := s.cfg.Stamps.Check(req.Stamp, Resource(s.cfg.Self, from, req.Talk), s.cfg.Bits); err != nil {
 		var herr *hashcash.Error
+		if errors.Is(err, store.ErrLowSpace) {
+			// The disk watcher has said so, once.
+			s.refuse(f.Frame, wire.CodeInsufficientStorage, "low on disk space: try again later")
+			return
+		}
 		if !errors.As(err, &herr) {
 			s.log.Warn("talk: stamp not checked", "err", err)
 			s.refuse(f.Frame, wire.CodeFailed, "stamp not checked")
