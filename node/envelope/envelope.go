@@ -206,7 +206,7 @@ func Parse(b []byte, maxSize int) (*Envelope, error) {
 	if err := checkStamp(e.Stamp); err != nil {
 		return nil, err
 	}
-	if _, err := PublicKey(e.Recipient); err != nil {
+	if _, err := point(e.Recipient); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFormat, err)
 	}
 	return e, nil

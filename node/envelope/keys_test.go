@@ -99,6 +99,10 @@ func TestPublicKeyRefuses(t *testing.T) {
 		if _, err := PublicKey(a); err == nil {
 			t.Errorf("accepted the non-canonical encoding %x", a)
 		}
+		a[31] |= 0x80 // the sign of x
+		if _, err := PublicKey(a); err == nil {
+			t.Errorf("accepted the non-canonical encoding %x", a)
+		}
 	}
 	if _, err := PrivateKey(&identity.Identity{}); err == nil {
 		t.Error("PrivateKey of an identity without a key succeeded")
