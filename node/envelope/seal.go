@@ -71,7 +71,7 @@ var (
 // envelope's id and deletion secret at random and returns the secret, which
 // the sender keeps to check the receipt. The envelope has no stamp yet: the
 // caller mints one for env.Resource() and sets env.Stamp. Times are
-// truncated to whole seconds.
+// truncated to whole seconds. An address refused by PublicKey is refused.
 func Seal(from *identity.Identity, to identity.Address, kind Kind, content []byte, created, expires time.Time) (env *Envelope, secret [32]byte, err error) {
 	if kind != KindMessage && kind != KindReceipt {
 		return nil, secret, fmt.Errorf("seal: unknown kind %d", kind)
@@ -98,7 +98,7 @@ func Seal(from *identity.Identity, to identity.Address, kind Kind, content []byt
 
 	sig := ed25519.Sign(from.Key, signed(kind, env, content))
 	if err := encrypt(env, inner(kind, from.Address, secret, sig, content)); err != nil {
-		return nil, secret, fmt.Errorf("seal: %w", err)
+		return nil, [32]byte{}, fmt.Errorf("seal: %w", err)
 	}
 	return env, secret, nil
 }
