@@ -1,0 +1,367 @@
+package messages
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/dhtapi"
+	"github.com/phpchat/phpchat-node/node/envelope"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/minerapi"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
+)
+
+// Timing of delivery.
+const (
+	pollEvery    = 30 * time.Second // the outbox is looked at this often, and when woken
+	fetchEvery   = 5 * time.Minute  // the node asks its relays for what waits for it
+	firstRetry   = time.Minute      // a message is published again after this, doubling
+	maxRetry     = time.Hour        // up to this
+	reachTimeout = 20 * time.Second // finding and dialling a recipient or relay
+	mintTimeout  = 10 * time.Minute
+	maxSending   = 4 // messages delivered at once
+	maxPushes    = 4 // copies pushed at once for one message
+)
+
+// deliverLoop delivers the outbox's due messages, and asks the relays for
+// what waits for this node, until ctx ends.
+func (s *Service) deliverLoop(ctx context.Context) {
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	var lastFetch time.Time
+	for {
+		if now := s.cfg.Now(); now.Sub(lastFetch) >= fetchEvery {
+			lastFetch = now
+			s.wg.Go(func() { s.fetch(ctx) })
+		}
+		s.deliverDue(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		case <-poll.C:
+		}
+	}
+}
+
+// deliverDue delivers the messages due now, a few at a time, and returns
+// when all have been tried.
+func (s *Service) deliverDue(ctx context.Context) {
+	due, err := s.cfg.DB.Outbox().Due(s.cfg.Now())
+	if err != nil {
+		s.log.Warn("messages: outbox not read", "err", err)
+		return
+	}
+	sem := make(chan struct{}, maxSending)
+	var wg sync.WaitGroup
+	for _, m := range due {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.deliver(ctx, m.ID)
+		})
+	}
+	wg.Wait()
+}
+
+// deliver makes one attempt at a message: it mints its stamp if it has
+// none, then hands it to the recipient or to the relays near it.
+func (s *Service) deliver(ctx context.Context, id [16]byte) {
+	m, err := s.cfg.DB.Outbox().Get(id)
+	if err != nil || m.State.Final() {
+		return
+	}
+	if !m.Expires.After(s.cfg.Now()) {
+		s.setState(id, func(m *store.OutMsg) { m.State = store.OutExpired })
+		return
+	}
+	env, err := envelope.Parse(m.Envelope, 0)
+	if err != nil {
+		s.setState(id, func(m *store.OutMsg) { m.State, m.Reason = store.OutRefused, "its envelope is damaged: "+err.Error() })
+		return
+	}
+	if env.Stamp == "" {
+		if env, err = s.stamp(ctx, id, env); err != nil {
+			s.log.Debug("messages: stamp not minted", "err", err)
+			s.retry(id, m.Attempts, "")
+			return
+		}
+	}
+	raw, err := env.MarshalBinary()
+	if err != nil {
+		s.log.Warn("messages: envelope not encoded", "err", err)
+		return
+	}
+	to := identity.Address(env.Recipient)
+	direct, relays, refusal := s.place(ctx, to, hex.EncodeToString(id[:]), raw)
+	if refusal != "" {
+		s.setState(id, func(m *store.OutMsg) { m.State, m.Reason = store.OutRefused, refusal })
+		return
+	}
+	if !direct && relays == 0 {
+		s.retry(id, m.Attempts, "")
+		return
+	}
+	s.setState(id, func(m *store.OutMsg) {
+		if m.State.Final() {
+			return // the receipt came first
+		}
+		m.Direct = m.Direct || direct
+		m.Relays = max(m.Relays, relays)
+		m.Attempts++
+		if m.Receipt {
+			// A receipt is placed once: its sender asks no receipt of it.
+			m.State = store.OutDelivered
+			return
+		}
+		m.State = store.OutSent
+		m.NextAttempt = s.cfg.Now().Add(backoff(m.Attempts))
+	})
+}
+
+// backoff is the wait before the next attempt after n.
+func backoff(n int) time.Duration {
+	d := firstRetry
+	for range n {
+		if d >= maxRetry {
+			return maxRetry
+		}
+		d *= 2
+	}
+	return min(d, maxRetry)
+}
+
+// retry plans the next attempt at a message that could not be placed.
+func (s *Service) retry(id [16]byte, attempts int, reason string) {
+	s.setState(id, func(m *store.OutMsg) {
+		if m.State.Final() {
+			return
+		}
+		m.Attempts++
+		m.NextAttempt = s.cfg.Now().Add(backoff(m.Attempts))
+		if reason != "" {
+			m.Reason = reason
+		}
+	})
+}
+
+// setState updates a message of the outbox and tells the consoles of a
+// new state.
+func (s *Service) setState(id [16]byte, fn func(m *store.OutMsg)) {
+	var before, after store.OutState
+	m, err := s.cfg.DB.Outbox().Update(id, func(m *store.OutMsg) error {
+		before = m.State
+		fn(m)
+		after = m.State
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("messages: outbox not updated", "err", err)
+		return
+	}
+	if before != after && !m.Receipt {
+		s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindState, ID: hex.EncodeToString(id[:]), State: string(after)})
+	}
+}
+
+// stamp mints the stamp of env through the miner pool and keeps the
+// stamped envelope in the outbox.
+func (s *Service) stamp(ctx context.Context, id [16]byte, env *envelope.Envelope) (*envelope.Envelope, error) {
+	s.setState(id, func(m *store.OutMsg) { m.State = store.OutMinting })
+	deadline := time.Now().Add(mintTimeout)
+	mctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	res, err := router.CallAs[minerapi.MintResult](mctx, s.ep, minerapi.Endpoint, minerapi.MintRequest{
+		Resource: env.Resource(), Bits: envelope.StampBits(env.BodySize(), s.cfg.Bits),
+		Priority: minerapi.Background, Deadline: deadline,
+	})
+	if err != nil {
+		s.setState(id, func(m *store.OutMsg) { m.State = store.OutQueued })
+		return nil, err
+	}
+	env.Stamp = res.Stamp
+	raw, err := env.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	s.setState(id, func(m *store.OutMsg) { m.Envelope, m.State = raw, store.OutQueued })
+	return env, nil
+}
+
+// place hands the envelope raw (id) to its recipient if it can be reached,
+// and else to up to Replicas of the nodes closest to the recipient's id.
+// It reports whether the recipient took it, how many relays did, and the
+// recipient's reason if it refused the envelope for good.
+func (s *Service) place(ctx context.Context, to identity.Address, id string, raw []byte) (direct bool, relays int, refusal string) {
+	rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	_, err := router.CallAs[kernelapi.PeerInfo](rctx, s.ep, dhtapi.Endpoint, dhtapi.ReachRequest{Address: to})
+	cancel()
+	if err == nil {
+		r, err := s.pushTo(ctx, to, id, raw)
+		switch {
+		case err != nil:
+			s.log.Debug("messages: direct delivery failed", "peer", to.String(), "err", err)
+		case r.Status == StatusAccepted || r.Status == StatusDuplicate:
+			return true, 0, ""
+		case r.Code == CodeFormat || r.Code == CodeTooLarge:
+			return false, 0, fmt.Sprintf("the recipient refused it: %s (%s)", r.Code, r.Reason)
+		}
+	}
+	for _, n := range s.closest(ctx, to.ID()) {
+		if n == to {
+			continue
+		}
+		if s.pushCopy(ctx, n, id, raw) {
+			relays++
+		}
+	}
+	return false, relays, ""
+}
+
+// closest returns up to Replicas addresses of the nodes closest to target,
+// this node excluded, closest first.
+func (s *Service) closest(ctx context.Context, target identity.ID) []identity.Address {
+	lctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	res, err := router.CallAs[dhtapi.LookupResult](lctx, s.ep, dhtapi.Endpoint, dhtapi.LookupRequest{Target: target})
+	if err != nil {
+		s.log.Debug("messages: lookup failed", "err", err)
+		return nil
+	}
+	var out []identity.Address
+	for _, n := range res.Nodes {
+		if n.Address != s.cfg.Identity.Address && len(out) < s.cfg.Replicas+1 {
+			out = append(out, n.Address)
+		}
+	}
+	return out
+}
+
+// pushCopies is pushCopy to each of nodes at once; it returns how many
+// took the envelope.
+func (s *Service) pushCopies(ctx context.Context, nodes []identity.Address, id string, raw []byte) int {
+	var n atomic.Int32
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxPushes)
+	for _, a := range nodes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if s.pushCopy(ctx, a, id, raw) {
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(n.Load())
+}
+
+// pushCopy reaches the node a and pushes the envelope to it; it reports
+// whether a holds it now.
+func (s *Service) pushCopy(ctx context.Context, a identity.Address, id string, raw []byte) bool {
+	rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	_, err := router.CallAs[kernelapi.PeerInfo](rctx, s.ep, dhtapi.Endpoint, dhtapi.ReachRequest{Address: a})
+	cancel()
+	if err != nil {
+		return false
+	}
+	r, err := s.pushTo(ctx, a, id, raw)
+	if err != nil {
+		s.log.Debug("messages: copy not placed", "peer", a.String(), "err", err)
+		return false
+	}
+	return r.Status == StatusAccepted || r.Status == StatusDuplicate
+}
+
+// pushTo pushes the envelope to a peer with a session.
+func (s *Service) pushTo(ctx context.Context, to identity.Address, id string, raw []byte) (Response, error) {
+	pctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	return push(pctx, s.ep, to, id, raw)
+}
+
+// acknowledge answers a message this node received: with a receipt to its
+// sender, when it is new or the sender itself delivers it again, and by
+// showing the relays the deletion secret.
+func (s *Service) acknowledge(ctx context.Context, from identity.Address, l *envelope.Letter, fresh bool) {
+	if fresh || from == l.From {
+		if err := s.queueReceipt(l); err != nil {
+			s.log.Warn("messages: receipt not queued", "err", err)
+		}
+	}
+	s.dropCopies(ctx, from, l)
+}
+
+// queueReceipt puts the receipt of l in the outbox.
+func (s *Service) queueReceipt(l *envelope.Letter) error {
+	now := s.cfg.Now()
+	env, err := envelope.NewReceipt(s.cfg.Identity, l, now, now.Add(s.cfg.Expiry))
+	if err != nil {
+		return err
+	}
+	raw, err := env.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = s.cfg.DB.Outbox().Add(store.OutMsg{
+		ID: env.ID, To: l.From.String(), Envelope: raw, SecretHash: env.SecretHash, Receipt: true,
+		State: store.OutQueued, NextAttempt: now, Created: now, Expires: env.Expires,
+	})
+	if err == nil {
+		s.wake()
+	}
+	return err
+}
+
+// dropCopies shows the deletion secret of l to the relays that may hold
+// copies of it: the peer it came from, and the nodes closest to this
+// node's id.
+func (s *Service) dropCopies(ctx context.Context, from identity.Address, l *envelope.Letter) {
+	d := Delete{ID: hex.EncodeToString(l.ID[:]), Secret: l.Secret[:]}
+	nodes := s.closest(ctx, s.cfg.Identity.Address.ID())
+	if from != l.From && !slices.Contains(nodes, from) {
+		nodes = append(nodes, from)
+	}
+	var wg sync.WaitGroup
+	for _, a := range nodes {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+			defer cancel()
+			if _, err := s.ep.Call(rctx, dhtapi.Endpoint, dhtapi.ReachRequest{Address: a}); err != nil {
+				return
+			}
+			_, err := s.ep.Call(rctx, kernelapi.Endpoint, kernelapi.CallRequest{To: a, Name: NameDelete, Data: d})
+			if err != nil {
+				s.log.Debug("messages: msg_delete not answered", "peer", a.String(), "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fetch asks the nodes closest to this node's id for what they hold for
+// it; they push it.
+func (s *Service) fetch(ctx context.Context) {
+	for _, a := range s.closest(ctx, s.cfg.Identity.Address.ID()) {
+		rctx, cancel := context.WithTimeout(ctx, reachTimeout)
+		_, err := s.ep.Call(rctx, kernelapi.Endpoint, kernelapi.CallRequest{To: a, Name: NameFetch})
+		cancel()
+		if err != nil && !errors.Is(err, kernelapi.ErrNoSession) {
+			s.log.Debug("messages: msg_fetch not answered", "peer", a.String(), "err", err)
+		}
+	}
+}
