@@ -149,19 +149,26 @@ func (o *Outbox) Delete(id [16]byte) error {
 // List returns every message in the order of their local numbers, without
 // content or envelope.
 func (o *Outbox) List() ([]OutMsg, error) {
-	var out []OutMsg
-	err := o.d.db.View(func(txn *badger.Txn) error {
-		return scanIndex(txn, []byte(prefixOutNum), func(_, v []byte) error {
-			var m OutMsg
+	out, err := listIndexed[OutMsg](o.d, prefixOutNum)
+	if err != nil {
+		return nil, fmt.Errorf("outbox list: %w", err)
+	}
+	return out, nil
+}
+
+// listIndexed decodes the JSON records that the index under prefix points
+// at, in index order.
+func listIndexed[T any](d *DB, prefix string) ([]T, error) {
+	var out []T
+	err := d.db.View(func(txn *badger.Txn) error {
+		return scanIndex(txn, []byte(prefix), func(_, v []byte) error {
+			var m T
 			err := json.Unmarshal(v, &m)
 			out = append(out, m)
 			return err
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("outbox list: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Due returns the messages not in a final state whose NextAttempt is not
@@ -417,15 +424,7 @@ func (in *Inbox) Delete(id [16]byte) error {
 
 // List returns every message in the order they arrived, without content.
 func (in *Inbox) List() ([]InMsg, error) {
-	var out []InMsg
-	err := in.d.db.View(func(txn *badger.Txn) error {
-		return scanIndex(txn, []byte(prefixInNum), func(_, v []byte) error {
-			var m InMsg
-			err := json.Unmarshal(v, &m)
-			out = append(out, m)
-			return err
-		})
-	})
+	out, err := listIndexed[InMsg](in.d, prefixInNum)
 	if err != nil {
 		return nil, fmt.Errorf("inbox list: %w", err)
 	}

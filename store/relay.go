@@ -97,6 +97,8 @@ type Relay struct {
 	close   sync.Once
 
 	lastStored int64 // batcher only: the last Stored time given, Unix ns
+
+	commits atomic.Uint64 // transactions of puts and deletes committed, for benchmarks
 }
 
 type relayOpKind int
@@ -346,6 +348,7 @@ func (r *Relay) commitSome(ops []*relayOp) int {
 			continue
 		}
 		if err == nil {
+			r.commits.Add(1)
 			err = r.d.durable()
 		}
 		if err != nil {
