@@ -56,6 +56,18 @@ type Info struct {
 	DHTNote     string       `json:"dht_note,omitempty"` // such as "no peers and no bootstrap nodes"
 	Miner       *MinerInfo   `json:"miner,omitempty"`
 	Cron        []JobInfo    `json:"cron,omitempty"`
+	// The offline messages; its fields are at the top level of the JSON.
+	*MessagesInfo
+}
+
+// MessagesInfo counts the offline messages.
+type MessagesInfo struct {
+	InboxTotal      int   `json:"inbox_total"`
+	InboxUnread     int   `json:"inbox_unread"`
+	OutboxQueued    int   `json:"outbox_queued"` // queued, minting or sent, not yet delivered
+	OutboxDelivered int   `json:"outbox_delivered"`
+	RelayStored     int   `json:"relay_stored"` // envelopes held for others
+	RelayBytes      int64 `json:"relay_bytes"`
 }
 
 // ConnInfo is one peer connection, for `info -c`.

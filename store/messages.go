@@ -39,9 +39,10 @@ type OutMsg struct {
 	Envelope    []byte    `json:"-"` // the sealed, stamped envelope once made; nil in lists
 	SecretHash  [32]byte  `json:"secret_hash"`
 	State       OutState  `json:"state"`
-	Direct      bool      `json:"direct,omitempty"` // sent to the recipient itself
-	Relays      int       `json:"relays,omitempty"` // copies placed on relays
-	Reason      string    `json:"reason,omitempty"` // why it was refused
+	Receipt     bool      `json:"receipt,omitempty"` // the receipt of a message received, not the user's
+	Direct      bool      `json:"direct,omitempty"`  // sent to the recipient itself
+	Relays      int       `json:"relays,omitempty"`  // copies placed on relays
+	Reason      string    `json:"reason,omitempty"`  // why it was refused
 	Attempts    int       `json:"attempts,omitempty"`
 	NextAttempt time.Time `json:"next_attempt"` // when it is due next, if not final
 	Created     time.Time `json:"created"`

@@ -2,7 +2,6 @@ package messages
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -89,7 +88,7 @@ func (s *Service) accept(ctx context.Context, from identity.Address, raw []byte)
 	if env.Recipient == s.cfg.Identity.Address {
 		return s.receive(ctx, from, env, id)
 	}
-	return s.relay(ctx, env, raw, id)
+	return s.hold(ctx, env, raw, id)
 }
 
 // checkStamp verifies and spends env's stamp, answering why not.
@@ -119,15 +118,15 @@ func (s *Service) checkStamp(env *envelope.Envelope, id string) (Response, bool)
 	return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "stamp not checked"}, false
 }
 
-// relay stores an envelope for another node.
-func (s *Service) relay(ctx context.Context, env *envelope.Envelope, raw []byte, id string) Response {
-	if _, err := s.cfg.Relay.Get(env.ID); err == nil {
+// hold stores an envelope for another node.
+func (s *Service) hold(ctx context.Context, env *envelope.Envelope, raw []byte, id string) Response {
+	if _, err := s.relay.Get(env.ID); err == nil {
 		return Response{ID: id, Status: StatusDuplicate}
 	}
 	if r, ok := s.checkStamp(env, id); !ok {
 		return r
 	}
-	err := s.cfg.Relay.Put(ctx, store.RelayEnvelope{
+	err := s.relay.Put(ctx, store.RelayEnvelope{
 		ID: env.ID, Recipient: env.Recipient, SecretHash: env.SecretHash, Expires: env.Expires, Envelope: raw,
 	})
 	switch {
@@ -143,7 +142,7 @@ func (s *Service) relay(ctx context.Context, env *envelope.Envelope, raw []byte,
 		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
 	}
 	// The recipient may be connected right now.
-	s.goWork(ctx, func() { s.pushWaiting(ctx, env.Recipient) })
+	s.goWork(s.ctx, func() { s.pushWaiting(s.ctx, env.Recipient) })
 	return Response{ID: id, Status: StatusAccepted}
 }
 
@@ -159,7 +158,7 @@ func (s *Service) receive(ctx context.Context, from identity.Address, env *envel
 	switch l.Kind {
 	case envelope.KindMessage:
 		if _, err := s.cfg.DB.Inbox().Get(env.ID); err == nil {
-			s.goWork(ctx, func() { s.acknowledge(ctx, from, l) })
+			s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, false) })
 			return Response{ID: id, Status: StatusDuplicate}
 		}
 		if r, ok := s.checkStamp(env, id); !ok {
@@ -171,21 +170,21 @@ func (s *Service) receive(ctx context.Context, from identity.Address, env *envel
 		})
 		switch {
 		case errors.Is(err, store.ErrDuplicate):
-			s.goWork(ctx, func() { s.acknowledge(ctx, from, l) })
+			s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, false) })
 			return Response{ID: id, Status: StatusDuplicate}
 		case err != nil:
 			s.log.Warn("messages: message not stored", "err", err)
 			return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
 		}
 		s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindMail, ID: id, From: l.From.String(), Subject: subject(l.Content)})
-		s.goWork(ctx, func() { s.acknowledge(ctx, from, l) })
+		s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, true) })
 		return Response{ID: id, Status: StatusAccepted}
 	case envelope.KindReceipt:
 		if r, ok := s.checkStamp(env, id); !ok {
 			return r
 		}
 		s.delivered(l)
-		s.goWork(ctx, func() { s.dropCopies(ctx, from, l) })
+		s.goWork(s.ctx, func() { s.dropCopies(s.ctx, from, l) })
 		return Response{ID: id, Status: StatusAccepted}
 	}
 	return Response{ID: id, Status: StatusRefused, Code: CodeFormat, Reason: fmt.Sprintf("unknown kind %d", l.Kind)}
@@ -224,7 +223,7 @@ func (s *Service) delivered(l *envelope.Letter) {
 // fetchFrame answers a node that asks for the envelopes waiting for it:
 // only the recipient itself may fetch, which its session proves.
 func (s *Service) fetchFrame(ctx context.Context, f kernelapi.Frame) {
-	waiting, err := s.cfg.Relay.ForRecipient(f.From)
+	waiting, err := s.relay.ForRecipient(f.From)
 	if err != nil {
 		s.refuse(ctx, f, wire.CodeFailed, "relay store unavailable")
 		return
@@ -247,7 +246,7 @@ func (s *Service) deleteFrame(ctx context.Context, f kernelapi.Frame) {
 		s.refuse(ctx, f, wire.CodeInvalidData, "msg_delete needs an id and a 32-byte secret")
 		return
 	}
-	err = s.cfg.Relay.Delete(ctx, id, d.Secret)
+	err = s.relay.Delete(ctx, id, d.Secret)
 	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrWrongSecret) {
 		s.log.Debug("messages: relay copy not deleted", "err", err)
 	}
@@ -257,12 +256,12 @@ func (s *Service) deleteFrame(ctx context.Context, f kernelapi.Frame) {
 // pushWaiting pushes the envelopes held for addr to it, if the node has
 // a session with it.
 func (s *Service) pushWaiting(ctx context.Context, addr identity.Address) {
-	waiting, err := s.cfg.Relay.ForRecipient(addr)
+	waiting, err := s.relay.ForRecipient(addr)
 	if err != nil || len(waiting) == 0 {
 		return
 	}
 	for _, w := range waiting {
-		env, err := s.cfg.Relay.Get(w.ID)
+		env, err := s.relay.Get(w.ID)
 		if err != nil {
 			continue // deleted or expired meanwhile
 		}
@@ -325,6 +324,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
-
-// secretHash is the hash relays hold of a deletion secret.
-func secretHash(secret [32]byte) [32]byte { return sha256.Sum256(secret[:]) }

@@ -221,15 +221,8 @@ func (s *Service) place(ctx context.Context, to identity.Address, id string, raw
 			return false, 0, fmt.Sprintf("the recipient refused it: %s (%s)", r.Code, r.Reason)
 		}
 	}
-	for _, n := range s.closest(ctx, to.ID()) {
-		if n == to {
-			continue
-		}
-		if s.pushCopy(ctx, n, id, raw) {
-			relays++
-		}
-	}
-	return false, relays, ""
+	nodes := slices.DeleteFunc(s.closest(ctx, to.ID()), func(a identity.Address) bool { return a == to })
+	return false, s.pushCopies(ctx, nodes[:min(len(nodes), s.cfg.Replicas)], id, raw), ""
 }
 
 // closest returns up to Replicas addresses of the nodes closest to target,
@@ -244,7 +237,7 @@ func (s *Service) closest(ctx context.Context, target identity.ID) []identity.Ad
 	}
 	var out []identity.Address
 	for _, n := range res.Nodes {
-		if n.Address != s.cfg.Identity.Address && len(out) < s.cfg.Replicas+1 {
+		if n.Address != s.cfg.Identity.Address && len(out) <= s.cfg.Replicas {
 			out = append(out, n.Address)
 		}
 	}

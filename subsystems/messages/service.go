@@ -25,10 +25,14 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultBits           = 20               // stamp bits of an envelope up to 64 KiB
-	DefaultReplicas       = 8                // relays a message is stored on
-	DefaultMaxMessageSize = 8 << 20          // bytes of a message's content
+	DefaultBits           = 20      // stamp bits of an envelope up to 64 KiB
+	DefaultReplicas       = 8       // relays a message is stored on
+	DefaultMaxMessageSize = 8 << 20 // bytes of a message's content
 	DefaultExpiry         = 14 * 24 * time.Hour
+	// StampExpiry is how long an envelope's stamp is valid: as long as
+	// the envelope lives, since relays hand it on to one another and to
+	// the recipient until it expires.
+	StampExpiry = DefaultExpiry + 48*time.Hour
 )
 
 // Config configures a Service.
@@ -37,9 +41,8 @@ type Config struct {
 	Logger   *slog.Logger
 	Identity *identity.Identity
 	DB       *store.DB
-	// Relay is the store of envelopes held for others (opened by the
-	// caller, who closes it after Run has returned).
-	Relay *store.Relay
+	// RelayLimits are the quotas of the envelopes held for others.
+	RelayLimits store.RelayLimits
 	// Stamps verifies and spends the stamps of incoming envelopes; its
 	// policy's expiry must cover an envelope's lifetime.
 	Stamps *stamps.Checker
@@ -62,7 +65,9 @@ type Service struct {
 	log *slog.Logger
 
 	// Made anew by each Run.
+	ctx   context.Context // Run's: work that outlives the frame it came from
 	ep    *router.Endpoint
+	relay *store.Relay // the envelopes held for others
 	parts *assembler
 	work  chan struct{} // a token per frame being served
 	kick  chan struct{} // the outbox has new work
@@ -107,6 +112,8 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	defer up.Unsubscribe()
 	down := s.cfg.Router.Subscribe(kernelapi.TopicPeerDown, 256)
 	defer down.Unsubscribe()
+	s.relay = s.cfg.DB.OpenRelay(store.RelayOptions{Limits: s.cfg.RelayLimits})
+	defer s.relay.Close() // once every goroutine below has stopped
 	s.ep = ep
 	s.parts = newAssembler(s.maxEnvelope(), maxPending)
 	s.work = make(chan struct{}, maxWork)
@@ -116,6 +123,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 		cancel()
 		s.wg.Wait()
 	}()
+	s.ctx = ctx
 	if err := kernelapi.Handle(ctx, s.cfg.Router, ep, Names...); err != nil {
 		return fmt.Errorf("messages: %w", err)
 	}

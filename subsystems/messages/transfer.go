@@ -110,14 +110,15 @@ func push(ctx context.Context, ep *router.Endpoint, to identity.Address, id stri
 		if r.ID != id {
 			return r, fmt.Errorf("msg_response from %s answers %q, not %q", to, r.ID, id)
 		}
-		if i < parts-1 && r.Status != StatusContinue {
-			return r, nil // refused, or a duplicate: no more parts
-		}
-		if i == parts-1 && r.Status == StatusContinue {
+		last := i == parts-1
+		switch {
+		case last && r.Status == StatusContinue:
 			return r, fmt.Errorf("msg_response from %s: continue after the last part", to)
+		case last || r.Status != StatusContinue:
+			return r, nil // the answer; or refused, or a duplicate, before the end
 		}
 	}
-	panic("unreachable") // parts >= 1: the loop returns
+	return Response{}, fmt.Errorf("msg to %s: an empty envelope", to)
 }
 
 // assembler puts together the envelopes arriving in parts, within limits:

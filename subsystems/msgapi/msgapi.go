@@ -96,4 +96,5 @@ var (
 	ErrNoMessage = errors.New("no such message")
 	ErrAmbiguous = errors.New("message id prefix matches several messages")
 	ErrTooLarge  = errors.New("message larger than max-message-size")
+	ErrBadInput  = errors.New("bad input")
 )

@@ -1,0 +1,142 @@
+package messages
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/hashcash"
+	"github.com/phpchat/phpchat-node/node/dhtapi"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/nodetest"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/stamps"
+	"github.com/phpchat/phpchat-node/node/wire"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
+)
+
+// testBits is the stamp price of test networks: cheap to mint.
+const testBits = 8
+
+// testNode is a node with the messages service, in process.
+type testNode struct {
+	*nodetest.Node
+	svc *Service
+}
+
+// startNode starts a node with its store in dir (a new identity if id is
+// nil) that joins through boot.
+func startNode(t *testing.T, id *identity.Identity, dir string, boot ...string) *testNode {
+	t.Helper()
+	var svc *Service
+	n, err := nodetest.Start(nodetest.Config{
+		Dir: dir, Identity: id, Bootstrap: boot,
+		Hashcash: wire.HashcashPolicy{Purpose: testBits}, Names: Names,
+		Extra: func(n *nodetest.Node) []nodetest.Run {
+			svc = New(Config{
+				Router: n.Router, Identity: n.ID, DB: n.DB, Bits: testBits,
+				Stamps: &stamps.Checker{Spent: n.DB.Stamps(), Policy: hashcash.Policy{Expiry: StampExpiry}},
+			})
+			return []nodetest.Run{svc.Run}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	return &testNode{Node: n, svc: svc}
+}
+
+// join runs the node's bootstrap job.
+func (n *testNode) join(t *testing.T) {
+	t.Helper()
+	if _, err := n.Call(context.Background(), dhtapi.Endpoint, dhtapi.JobRequest{Job: "bootstrap"}); err != nil {
+		t.Fatalf("join: %v", err)
+	}
+}
+
+func (n *testNode) call(t *testing.T, req any) any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := n.Call(ctx, msgapi.Endpoint, req)
+	if err != nil {
+		t.Fatalf("%T: %v", req, err)
+	}
+	return v
+}
+
+// waitFor polls cond until it holds, or fails the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A message to a node that is offline waits on relays near it, reaches it
+// within seconds of its joining, and comes back as delivered; the relays'
+// copies are gone then.
+func TestOfflineDeliveryWithReceipt(t *testing.T) {
+	seed := startNode(t, nil, t.TempDir())
+	var relays []*testNode
+	for range 3 {
+		r := startNode(t, nil, t.TempDir(), seed.Target())
+		r.join(t)
+		relays = append(relays, r)
+	}
+	a := startNode(t, nil, t.TempDir(), seed.Target())
+	a.join(t)
+	cID, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	content := []byte("From: a\r\nTo: c\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHello, C.\r\n")
+	id := a.call(t, msgapi.SendRequest{To: cID.Address, Content: content}).(string)
+	state := func(n *testNode) string {
+		return n.call(t, msgapi.ReadRequest{ID: id}).(msgapi.Message).State
+	}
+	waitFor(t, 30*time.Second, "message sent to relays", func() bool { return state(a) == msgapi.StateSent })
+	held := 0
+	for _, r := range append(relays, seed) {
+		held += r.call(t, msgapi.StatusRequest{}).(msgapi.Status).RelayStored
+	}
+	if held == 0 {
+		t.Fatal("no relay holds a copy")
+	}
+
+	c := startNode(t, cID, t.TempDir(), seed.Target())
+	joined := time.Now()
+	c.join(t)
+	var got msgapi.Message
+	waitFor(t, 10*time.Second, "message in C's inbox", func() bool {
+		for _, m := range c.call(t, msgapi.ListRequest{}).([]msgapi.Summary) {
+			if m.ID == id {
+				got = c.call(t, msgapi.ReadRequest{ID: id}).(msgapi.Message)
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("delivered %v after C joined", time.Since(joined).Round(time.Millisecond))
+	if string(got.Content) != string(content) || got.Peer != a.ID.Address.String() || got.Subject != "Grüße" {
+		t.Fatalf("C got %+v", got)
+	}
+	waitFor(t, 30*time.Second, "A sees the message delivered", func() bool { return state(a) == msgapi.StateDelivered })
+	waitFor(t, 30*time.Second, "relay copies deleted", func() bool {
+		n := 0
+		for _, r := range append(relays, seed) {
+			n += r.call(t, msgapi.StatusRequest{}).(msgapi.Status).RelayStored
+		}
+		return n == 0
+	})
+}
+
+var _ = fmt.Sprint
+var _ = router.New
