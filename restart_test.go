@@ -21,6 +21,7 @@ import (
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/cronapi"
 	"github.com/phpchat/phpchat-node/subsystems/minerapi"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 	"github.com/phpchat/phpchat-node/subsystems/talk"
 	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
@@ -95,7 +96,7 @@ func TestOptionalSubsystemsSurviveRestart(t *testing.T) {
 	defer ep.Close()
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	for _, id := range []string{dhtapi.Endpoint, minerapi.Endpoint, cronapi.Endpoint, talkapi.Endpoint} {
+	for _, id := range []string{dhtapi.Endpoint, minerapi.Endpoint, cronapi.Endpoint, talkapi.Endpoint, msgapi.Endpoint} {
 		if err := r.Await(wctx, id); err != nil {
 			t.Fatalf("%s did not come back: %v", id, err)
 		}
@@ -107,6 +108,9 @@ func TestOptionalSubsystemsSurviveRestart(t *testing.T) {
 	}
 	if _, err := router.CallAs[[]cronapi.Status](wctx, ep, cronapi.Endpoint, cronapi.StatusRequest{}); err != nil {
 		t.Fatalf("cron after restart: %v", err)
+	}
+	if _, err := router.CallAs[msgapi.Status](wctx, ep, msgapi.Endpoint, msgapi.StatusRequest{}); err != nil {
+		t.Fatalf("messages after restart: %v", err)
 	}
 	// The DHT answers node_find again: a new node joins through it.
 	peers, err := router.CallAs[kernelapi.Peers](wctx, ep, kernelapi.Endpoint, kernelapi.PeersRequest{})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,6 +27,7 @@ import (
 	"github.com/phpchat/phpchat-node/subsystems/control"
 	"github.com/phpchat/phpchat-node/subsystems/cron"
 	"github.com/phpchat/phpchat-node/subsystems/cronapi"
+	"github.com/phpchat/phpchat-node/subsystems/messages"
 	"github.com/phpchat/phpchat-node/subsystems/miner"
 	"github.com/phpchat/phpchat-node/subsystems/minerapi"
 	"github.com/phpchat/phpchat-node/subsystems/talk"
@@ -163,21 +165,25 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		Router: r, Logger: logger.With("subsystem", "talk"), Self: id.Address, Contacts: db.Contacts(),
 		Stamps: &stamps.Checker{Spent: db.Stamps()}, Nickname: s.Nickname, Timeout: s.TalkTimeout, Bits: s.TalkBits,
 	})
+	msgSvc := messages.New(messages.Config{
+		Router: r, Logger: logger.With("subsystem", "messages"), Identity: id, DB: db,
+		Stamps: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: messages.StampExpiry}},
+	})
 	k, err := kernel.New(kernel.Config{
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
 		Listen: s.Listen, Connect: s.Connect,
 		MaxInbound: s.MaxInbound, MaxOutbound: s.MaxOutbound, MaxPerIP: s.MaxPerIP,
 		MaxHandshakes: s.MaxHandshakes, IPv6Prefix: s.IPv6Prefix,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
-		Capabilities: []string{"dht", "talk"},
-		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits},
-		Names:        append([]string{dht.NameFindNode}, talk.Names...),
+		Capabilities: []string{"dht", "talk", "msg"},
+		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits, messages.Purpose: messages.DefaultBits},
+		Names:        slices.Concat([]string{dht.NameFindNode}, talk.Names, messages.Names),
 	})
 	if err != nil {
 		self.Close()
 		return nil, nil, nil, err
 	}
-	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute}}
+	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute, messages.Contribute}}
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	return r, []supervisor.Subsystem{
@@ -189,6 +195,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		{Name: "miner", Run: pool.Run},
 		{Name: "cron", Run: sched.Run},
 		{Name: "talk", Run: talkSvc.Run},
+		{Name: "messages", Run: msgSvc.Run},
 	}, self.Close, nil
 }
 
