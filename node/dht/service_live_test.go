@@ -261,7 +261,8 @@ func TestFailedDialDoesNotEvict(t *testing.T) {
 // it claims has shown its key there: a claim of another node's port is
 // never handed out.
 func TestClaimedPortCheckedBeforeTableEntry(t *testing.T) {
-	defer dht.SetSaveEvery(50 * time.Millisecond)() // pins are synced as often
+	// Pins are synced as often; restored once the nodes have stopped.
+	t.Cleanup(dht.SetSaveEvery(50 * time.Millisecond))
 	v, _ := startLive(t, nil, t.TempDir())
 	c, _ := startLive(t, nil, t.TempDir())
 	// The liar connects to v claiming c's port.
