@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,9 @@ import (
 // then prints JSON.
 func TestContactsJSONAfterArguments(t *testing.T) {
 	n := &testNode{t: t, dataDir: t.TempDir()} // no node runs: the store is used
+	if _, _, err := identity.LoadOrCreate(filepath.Join(n.dataDir, "node.key")); err != nil {
+		t.Fatal(err) // a node's data dir: contacts makes none
+	}
 	run := func(args ...string) (string, error) {
 		t.Helper()
 		out, err := n.command(append([]string{"contacts"}, args...)...).Output()
