@@ -63,19 +63,21 @@ func waitCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "wait",
 		Usage: "wait until the node of the data dir is ready: it answers on its control socket and listens for peers",
-		Description: "wait exits 0 once the node started by `run` on the same data dir is ready, and 1 if it is not " +
-			"within the timeout. It lets a script start a node in the background and go on once it serves:\n\n" +
+		Description: "wait exits 0 once the node started by `run` on the same data dir is ready (and, with --peers N, " +
+			"has N peers), and 1 if it is not within the timeout. It lets a script start a node in the background " +
+			"and go on once it serves:\n\n" +
 			"   phpchat-node run 2>node.log &\n   phpchat-node wait && phpchat-node info",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "timeout", Value: DefaultWaitTimeout, Usage: "give up after this long"},
+			&cli.IntFlag{Name: "peers", Usage: "wait also until the node has at least this many peers"},
 		},
 		Action: waitReady,
 	}
 }
 
 func waitReady(c *cli.Context) error {
-	if c.NArg() != 0 {
-		return cli.Exit("usage: phpchat-node wait [--timeout D]", exitSettings)
+	if c.NArg() != 0 || c.Int("peers") < 0 {
+		return cli.Exit("usage: phpchat-node wait [--timeout D] [--peers N]", exitSettings)
 	}
 	timeout := c.Duration("timeout")
 	if timeout <= 0 {
@@ -90,7 +92,7 @@ func waitReady(c *cli.Context) error {
 	// The node may not have made its data dir or socket yet: ask again,
 	// less and less often.
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
-		err := nodeReady(ctx, l.ControlSocket())
+		err := nodeReady(ctx, l.ControlSocket(), c.Int("peers"))
 		if err == nil {
 			return nil
 		}
@@ -107,9 +109,10 @@ func waitReady(c *cli.Context) error {
 	}
 }
 
-// nodeReady returns nil once the node on the control socket at path answers
-// and its kernel listens for peers (info then has peer counts).
-func nodeReady(ctx context.Context, path string) error {
+// nodeReady returns nil once the node on the control socket at path answers,
+// its kernel listens for peers (info then has peer counts) and it has at
+// least peers peers.
+func nodeReady(ctx context.Context, path string, peers int) error {
 	cl, err := control.Dial(ctx, path)
 	if errors.Is(err, control.ErrNotRunning) {
 		return errors.New("no node is running")
@@ -122,8 +125,11 @@ func nodeReady(ctx context.Context, path string) error {
 	if err := cl.Call(ctx, "info", nil, &in, nil); err != nil {
 		return err
 	}
-	if in.Peers == nil {
+	switch {
+	case in.Peers == nil:
 		return errors.New("the node does not listen for peers yet")
+	case *in.Peers < peers:
+		return fmt.Errorf("the node has %d peers, not %d", *in.Peers, peers)
 	}
 	return nil
 }
