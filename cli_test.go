@@ -315,5 +315,8 @@ func TestHelpListsSettings(t *testing.T) {
 func TestWaitWithoutNode(t *testing.T) {
 	dir := t.TempDir()
 	r := runApp(t, "--data-dir", dir, "wait", "--timeout", "50ms")
-	r.expect(t, exitFailure, "wait: no node ready in "+dir+" after 50ms: no node is running")
+	r.expect(t, exitFailure, "wait: no node ready in "+dir+" after 50ms: ")
+	if strings.Contains(r.stderr, "i/o timeout") {
+		t.Errorf("wait gave its own timeout as the reason: %q", r.stderr)
+	}
 }

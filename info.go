@@ -90,11 +90,16 @@ func waitReady(c *cli.Context) error {
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
 	// The node may not have made its data dir or socket yet: ask again,
-	// less and less often.
+	// less and less often. The reason given at the end is that of the
+	// last answer, not of a question cut short by the timeout.
+	why := errors.New("no answer")
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
 		err := nodeReady(ctx, l.ControlSocket(), c.Int("peers"))
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() == nil {
+			why = err
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -103,7 +108,7 @@ func waitReady(c *cli.Context) error {
 			if c.Context.Err() != nil {
 				return cli.Exit("wait: interrupted", exitFailure)
 			}
-			return cli.Exit(fmt.Sprintf("wait: no node ready in %s after %s: %v", l.Dir, timeout, err), exitFailure)
+			return cli.Exit(fmt.Sprintf("wait: no node ready in %s after %s: %v", l.Dir, timeout, why), exitFailure)
 		case <-t.C:
 		}
 	}

@@ -104,3 +104,23 @@ func TestReadmeTour(t *testing.T) {
 		}
 	}
 }
+
+// Ctrl-C (SIGINT) stops the built binary cleanly, with status 0, as the
+// README says.
+func TestInterruptExitsZero(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "node"), "--listen", "127.0.0.1:0")
+	if err := n.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-n.exited:
+		if err != nil {
+			t.Fatalf("node exited with %v after SIGINT, want status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("node did not stop within 30 s of SIGINT")
+	}
+	if !strings.Contains(n.stderr.String(), `msg="node stopped"`) {
+		t.Fatalf("no clean stop in the log:\n%s", n.stderr.String())
+	}
+}
