@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
@@ -104,6 +107,13 @@ func addContact(c *cli.Context) error {
 	if err != nil || len(args) != 2 {
 		return cli.Exit("usage: phpchat-node contacts add ADDRESS NICKNAME [--json]", exitSettings)
 	}
+	// The node checks them too; checked here, a mistake is a usage error.
+	if _, err := identity.ParseAddress(args[0]); err != nil {
+		return cli.Exit(fmt.Sprintf("contacts add: %v", err), exitSettings)
+	}
+	if err := config.CheckNickname(args[1]); err != nil {
+		return cli.Exit(fmt.Sprintf("contacts add: %v", err), exitSettings)
+	}
 	var ct store.Contact
 	err = withContacts(c, func(ctx context.Context, b contactBook) (err error) {
 		ct, err = b.add(ctx, control.ContactAdd{Address: args[0], Nickname: args[1]})
@@ -188,8 +198,12 @@ func withContacts(c *cli.Context, f func(context.Context, contactBook) error) er
 }
 
 // openStore opens the store of a data directory on which no node runs.
+// Only `run` makes a node: a directory without a node key, such as a
+// mistyped --data-dir, is refused and left as it is.
 func openStore(l config.Layout) (*store.DB, func(), error) {
-	if _, err := l.Create(); err != nil {
+	if _, err := os.Stat(l.Key()); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, errNoNode(l)
+	} else if err != nil {
 		return nil, nil, err
 	}
 	lock, err := l.Lock()

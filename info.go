@@ -11,11 +11,15 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/diskspace"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/subsystems/control"
 )
+
+// infoUsage is the synopsis of the info command.
+const infoUsage = "usage: phpchat-node info [--json] [-c [--interval D] [--count N]]"
 
 func infoCommand() *cli.Command {
 	return &cli.Command{
@@ -28,6 +32,14 @@ func infoCommand() *cli.Command {
 			&cli.IntFlag{Name: "count", Usage: "with -c: stop after this many samples (0: until interrupted)"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return cli.Exit(infoUsage, exitSettings)
+			}
+			for _, f := range []string{"count", "interval"} {
+				if c.IsSet(f) && !c.Bool("live") {
+					return cli.Exit(fmt.Sprintf("info: --%s is for live statistics: add -c (%s)", f, infoUsage), exitSettings)
+				}
+			}
 			if c.Bool("live") {
 				return liveInfo(c)
 			}
@@ -43,6 +55,89 @@ func infoCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// DefaultWaitTimeout is how long `wait` waits for a node by default.
+const DefaultWaitTimeout = 30 * time.Second
+
+func waitCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "wait",
+		Usage: "wait until the node of the data dir is ready: it answers on its control socket and listens for peers",
+		Description: "wait exits 0 once the node started by `run` on the same data dir is ready (and, with --peers N, " +
+			"has N peers), and 1 if it is not within the timeout. It lets a script start a node in the background " +
+			"and go on once it serves:\n\n" +
+			"   phpchat-node run 2>node.log &\n   phpchat-node wait && phpchat-node info",
+		Flags: []cli.Flag{
+			&cli.DurationFlag{Name: "timeout", Value: DefaultWaitTimeout, Usage: "give up after this long"},
+			&cli.IntFlag{Name: "peers", Usage: "wait also until the node has at least this many peers"},
+		},
+		Action: waitReady,
+	}
+}
+
+func waitReady(c *cli.Context) error {
+	if c.NArg() != 0 || c.Int("peers") < 0 {
+		return cli.Exit("usage: phpchat-node wait [--timeout D] [--peers N]", exitSettings)
+	}
+	timeout := c.Duration("timeout")
+	if timeout <= 0 {
+		return cli.Exit(fmt.Sprintf("wait: --timeout %s is not a positive duration", timeout), exitSettings)
+	}
+	l, err := layout(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	// The node may not have made its data dir or socket yet: ask again,
+	// less and less often. The reason given at the end is that of the
+	// last answer, not of a question cut short by the timeout.
+	why := errors.New("no answer")
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+		err := nodeReady(ctx, l.ControlSocket(), c.Int("peers"))
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() == nil {
+			why = err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if c.Context.Err() != nil {
+				return cli.Exit("wait: interrupted", exitFailure)
+			}
+			return cli.Exit(fmt.Sprintf("wait: no node ready in %s after %s: %v", l.Dir, timeout, why), exitFailure)
+		case <-t.C:
+		}
+	}
+}
+
+// nodeReady returns nil once the node on the control socket at path answers,
+// its kernel listens for peers (info then has peer counts) and it has at
+// least peers peers.
+func nodeReady(ctx context.Context, path string, peers int) error {
+	cl, err := control.Dial(ctx, path)
+	if errors.Is(err, control.ErrNotRunning) {
+		return errors.New("no node is running")
+	}
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var in node.Info
+	if err := cl.Call(ctx, "info", nil, &in, nil); err != nil {
+		return err
+	}
+	switch {
+	case in.Peers == nil:
+		return errors.New("the node does not listen for peers yet")
+	case *in.Peers < peers:
+		return fmt.Errorf("the node has %d peers, not %d", *in.Peers, peers)
+	}
+	return nil
 }
 
 // readInfo asks the running node, or reads the data directory when no node
@@ -70,7 +165,7 @@ func readInfo(c *cli.Context) (node.Info, error) {
 	}
 	id, err := identity.Load(l.Key())
 	if errors.Is(err, fs.ErrNotExist) {
-		return node.Info{}, cli.Exit(fmt.Sprintf("no node in %s (`phpchat-node run` creates one)", l.Dir), exitFailure)
+		return node.Info{}, cli.Exit(errNoNode(l).Error(), exitFailure)
 	}
 	if err != nil {
 		return node.Info{}, cli.Exit(err.Error(), exitFailure)
@@ -80,6 +175,12 @@ func readInfo(c *cli.Context) (node.Info, error) {
 		return node.Info{}, err
 	}
 	return localInfo(l, s, id), nil
+}
+
+// errNoNode says that a data directory holds no node: commands other than
+// run never create one.
+func errNoNode(l config.Layout) error {
+	return fmt.Errorf("no node in %s (`phpchat-node --data-dir %s run` creates one)", l.Dir, l.Dir)
 }
 
 func printInfo(w io.Writer, in node.Info) {

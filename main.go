@@ -6,6 +6,7 @@
 // Usage:
 //
 //	phpchat-node [--data-dir DIR] run      start a node in the foreground
+//	phpchat-node wait [--timeout D]        wait until the node is ready
 //	phpchat-node info [--json]             show the local node
 //	phpchat-node console                   attach for live talk
 //	phpchat-node contacts [list|add|remove] the address book
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +32,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/transport"
 )
 
 func main() {
@@ -67,8 +70,10 @@ const (
 
 func newApp() *cli.App {
 	app := &cli.App{
-		Name:    "phpchat-node",
-		Usage:   "a node of the PHPChat network: decentralized, end-to-end encrypted chat and offline mail",
+		Name:  "phpchat-node",
+		Usage: "a node of the PHPChat network: decentralized, end-to-end encrypted chat and offline mail",
+		Description: "Every setting of the node is a flag of run (`phpchat-node run --help` lists them all), " +
+			"an environment variable PHPCHAT_* and a key of settings.yml in the data directory.",
 		Version: node.Version,
 		// Exit codes are ours; urfave's handler would exit from inside Run.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -84,6 +89,7 @@ func newApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			runCommand(),
+			waitCommand(),
 			infoCommand(),
 			contactsCommand(),
 			hashcashCommand(),
@@ -99,9 +105,24 @@ func newApp() *cli.App {
 			},
 		},
 		OnUsageError: usageError,
+		Action:       unknownCommand,
 	}
 	setUsageError(app.Commands)
 	return app
+}
+
+// unknownCommand is the action of the app and of commands that only have
+// subcommands: with no argument it shows the help, with one it refuses it
+// as a usage error.
+func unknownCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	name := c.App.Name
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != name {
+		name += " " + c.Command.Name
+	}
+	return cli.Exit(fmt.Sprintf("unknown command %q (`%s --help` lists the commands)", c.Args().First(), name), exitSettings)
 }
 
 // usageError makes a refused flag or argument an exit with status 2.
@@ -109,12 +130,16 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 	return cli.Exit(err.Error(), exitSettings)
 }
 
-// setUsageError gives every command the app's usage-error handler: urfave/cli
-// does not pass the app's down to commands.
+// setUsageError gives every command the app's usage-error handler (urfave/cli
+// does not pass the app's down to commands), and those that only have
+// subcommands the refusal of an unknown one.
 func setUsageError(cmds []*cli.Command) {
 	for _, c := range cmds {
 		if c.OnUsageError == nil {
 			c.OnUsageError = usageError
+		}
+		if c.Action == nil && len(c.Subcommands) > 0 {
+			c.Action = unknownCommand
 		}
 		setUsageError(c.Subcommands)
 	}
@@ -132,7 +157,11 @@ func settingFlag(key string) cli.Flag {
 	if d.List {
 		return &cli.StringSliceFlag{Name: key, Usage: usage + "; repeatable"}
 	}
-	return &cli.StringFlag{Name: key, Usage: usage, DefaultText: d.Default}
+	def := d.Default
+	if d.DefaultText != "" {
+		def = d.DefaultText
+	}
+	return &cli.StringFlag{Name: key, Usage: usage, DefaultText: def}
 }
 
 // flagSource is the config.Source of the flags set on the command line.
@@ -175,6 +204,60 @@ func resolveSettings(c *cli.Context, l config.Layout) (*config.Settings, error) 
 		return nil, cli.Exit(err.Error(), exitSettings)
 	}
 	return s, nil
+}
+
+// checkNotRunning refuses to start a second node on a data directory that
+// exists and whose lock another node holds. It runs before the listen
+// address is tried, which that node holds too.
+func checkNotRunning(l config.Layout) error {
+	if _, err := os.Stat(l.Dir); err != nil {
+		return nil // no data dir: no node
+	}
+	lock, err := l.Lock()
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("cannot run: %v", err), exitFailure)
+	}
+	return lock.Unlock()
+}
+
+// checkListen tries the listen setting before anything is created: it
+// binds the address and closes it at once, so that an address that cannot
+// be bound (in use, not on this machine, a name that does not resolve) is
+// refused as a setting, with its origin, and not as a failed node.
+func checkListen(s *config.Settings) error {
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return cli.Exit(s.Refuse("listen", listenError(err)).Error(), exitSettings)
+	}
+	return ln.Close()
+}
+
+// listenError is the reason of a failed listen without the repetition of
+// the net package's "listen tcp ADDR:" prefix.
+func listenError(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return fmt.Errorf("cannot listen: host %q not found", de.Name)
+	}
+	return fmt.Errorf("cannot listen: %w", err)
+}
+
+// checkTargets parses the connect and bootstrap peers as the kernel will.
+// config checks them when resolving; this is the kernel's own parser, so
+// that a target the kernel would refuse stops the node before it starts.
+func checkTargets(s *config.Settings) error {
+	for key, targets := range map[string][]string{"connect": s.Connect, "bootstrap": s.Bootstrap} {
+		for _, t := range targets {
+			if _, _, err := transport.ParseTarget(t); err != nil {
+				return cli.Exit(s.Refuse(key, err).Error(), exitSettings)
+			}
+		}
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, s *config.Settings) *slog.Logger {

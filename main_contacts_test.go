@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,9 @@ import (
 // then prints JSON.
 func TestContactsJSONAfterArguments(t *testing.T) {
 	dataDir := t.TempDir() // no node runs: the store is used
+	if _, _, err := identity.LoadOrCreate(filepath.Join(dataDir, "node.key")); err != nil {
+		t.Fatal(err) // a node's data dir: contacts makes none
+	}
 	run := func(args ...string) (string, error) {
 		t.Helper()
 		out, errOut, code := runCLI(t, append([]string{"--data-dir", dataDir, "contacts"}, args...)...)

@@ -392,7 +392,7 @@ func TestNodesConnect(t *testing.T) {
 			return false
 		}
 		errText, _ := targets[0].(map[string]any)["last_error"].(string)
-		return strings.Contains(errText, "address mismatch")
+		return strings.Contains(errText, "another node answers there")
 	})
 	if peers(in) != 0 {
 		t.Fatalf("node dialling a with b's address has peers: %v", in)

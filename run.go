@@ -21,7 +21,6 @@ import (
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/supervisor"
-	"github.com/phpchat/phpchat-node/node/transport"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
@@ -54,18 +53,29 @@ func runNode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Create(); err != nil {
-		return cli.Exit(err.Error(), exitFailure)
-	}
+	// Every setting is checked, and the listen address tried, before
+	// anything is created: a refused one leaves no data dir behind.
 	s, err := resolveSettings(c, l)
 	if err != nil {
 		return err
 	}
-	for key, targets := range map[string][]string{"connect": s.Connect, "bootstrap": s.Bootstrap} {
-		for _, t := range targets {
-			if _, _, err := transport.ParseTarget(t); err != nil {
-				return cli.Exit(fmt.Sprintf("setting %s: %v", key, err), exitSettings)
-			}
+	if err := checkTargets(s); err != nil {
+		return err
+	}
+	if err := checkNotRunning(l); err != nil {
+		return err
+	}
+	if err := checkListen(s); err != nil {
+		return err
+	}
+	created, err := l.Create()
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	if created {
+		// The new settings.yml holds the node's random nickname.
+		if s, err = resolveSettings(c, l); err != nil {
+			return err
 		}
 	}
 	logger := newLogger(c.App.ErrWriter, s)

@@ -12,10 +12,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/phpchat/phpchat-node/node/identity"
 )
 
 // Settings are the node's resolved settings.
@@ -41,6 +46,20 @@ type Settings struct {
 	TalkTimeout     time.Duration // an incoming talk request waits this long for the user
 	TalkBits        int           // hashcash bits a talk request must carry
 	DiskReserve     uint64        // free bytes below which the node refuses work that writes
+
+	// origins says where each value came from, such as "flag --listen".
+	origins map[string]string
+}
+
+// Origin returns where the value of the setting key came from: a flag, an
+// environment variable, a line of settings.yml or "default".
+func (s *Settings) Origin(key string) string { return s.origins[key] }
+
+// Refuse returns the error of a setting whose value was accepted by Resolve
+// but found unusable later, such as a listen address already in use. The
+// error names the setting and where its value came from.
+func (s *Settings) Refuse(key string, err error) error {
+	return &Error{Key: key, Origin: s.Origin(key), Err: err}
 }
 
 // A Setting describes one setting: its key, what it means, its default and
@@ -53,6 +72,9 @@ type Setting struct {
 	// comma-separated environment variable, a YAML sequence. Sources pass
 	// them joined by commas.
 	List bool
+	// DefaultText, if set, is how help and documents show the default,
+	// when that is not the value itself.
+	DefaultText string
 	// apply checks v and stores it in s. The error says why v is refused,
 	// without naming the key; the caller adds that.
 	apply func(s *Settings, v string) error
@@ -63,8 +85,9 @@ func (d Setting) Env() string {
 	return "PHPCHAT_" + strings.ToUpper(strings.ReplaceAll(d.Key, "-", "_"))
 }
 
-// DefaultNickname is the placeholder default of the nickname setting; a new
-// data directory gets a random nickname of the form user_xxxx instead.
+// DefaultNickname is the default of the nickname setting when settings.yml
+// does not set one; the first run writes a random nickname of the form
+// user_xxxx into a new settings.yml, so a node seldom has this one.
 const DefaultNickname = "user"
 
 // MaxNicknameLen is the longest nickname accepted, in bytes (as the original).
@@ -99,7 +122,7 @@ var Table = []Setting{
 		Key: "listen", Default: "0.0.0.0:25000",
 		Usage: "address the node listens on for peers (host:port; port 0 picks a free one)",
 		apply: func(s *Settings, v string) error {
-			if err := CheckHostPort(v); err != nil {
+			if err := CheckListen(v); err != nil {
 				return err
 			}
 			s.Listen = v
@@ -109,14 +132,14 @@ var Table = []Setting{
 	peersSetting("connect", "peers to dial at start and keep connected: host:port or address@host:port", func(s *Settings, t []string) { s.Connect = t }),
 	peersSetting("bootstrap", "seed nodes to join the DHT through: host:port or address@host:port", func(s *Settings, t []string) { s.Bootstrap = t }),
 	intSetting("node-find-bits", "12", "hashcash bits this node asks of each node_find (DHT lookup) request", 0, 32, func(s *Settings, n int) { s.NodeFindBits = n }),
-	intSetting("max-inbound", "64", "most sessions peers may open to this node", 0, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
-	intSetting("max-outbound", "32", "most sessions this node opens to peers", 0, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
+	intSetting("max-inbound", "64", "most sessions peers may open to this node", 1, 100000, func(s *Settings, n int) { s.MaxInbound = n }),
+	intSetting("max-outbound", "32", "most sessions this node opens to peers", 1, 100000, func(s *Settings, n int) { s.MaxOutbound = n }),
 	intSetting("max-per-ip", "4", "most sessions from one IP address", 1, 100000, func(s *Settings, n int) { s.MaxPerIP = n }),
 	intSetting("max-handshakes", "16", "most inbound connections not yet authenticated; a new one cuts the oldest short", 1, 100000, func(s *Settings, n int) { s.MaxHandshakes = n }),
 	intSetting("ipv6-prefix", "64", "max-per-ip counts IPv6 peers by their prefix of this many bits", 32, 128, func(s *Settings, n int) { s.IPv6Prefix = n }),
 	intSetting("max-frame", "1048576", "largest frame a peer may send, in bytes (every node accepts 1 MiB)", 1<<20, 16<<20, func(s *Settings, n int) { s.MaxFrame = n }),
-	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
-	durationSetting("idle-timeout", "2m", "a session silent this long is closed; it is pinged after half of it", func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
+	durationSetting("handshake-timeout", "10s", "time a peer has to complete the handshake", time.Second, 5*time.Minute, func(s *Settings, d time.Duration) { s.HandshakeTime = d }),
+	durationSetting("idle-timeout", "2m", "a session silent this long is closed; it is pinged after half of it", 2*time.Second, 24*time.Hour, func(s *Settings, d time.Duration) { s.IdleTimeout = d }),
 	intSetting("miners", "0", "hashcash miner goroutines; 0 means one per CPU", 0, 1024, func(s *Settings, n int) {
 		if n == 0 {
 			n = runtime.NumCPU()
@@ -124,8 +147,8 @@ var Table = []Setting{
 		s.Miners = n
 	}),
 	{
-		Key: "nickname", Default: DefaultNickname,
-		Usage: "the name peers see in talks",
+		Key: "nickname", Default: DefaultNickname, DefaultText: DefaultNickname + "_xxxx, random, written to settings.yml by the first run",
+		Usage: "the name peers see in talks: one word",
 		apply: func(s *Settings, v string) error {
 			if err := CheckNickname(v); err != nil {
 				return err
@@ -145,8 +168,8 @@ var Table = []Setting{
 			return nil
 		},
 	},
-	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
-	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
+	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", time.Second, 10*time.Minute, func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
+	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", time.Second, 24*time.Hour, func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
 	intSetting("talk-bits", "15", "hashcash bits a peer's talk request must carry", 0, 32, func(s *Settings, n int) { s.TalkBits = n }),
 	{
 		Key: "disk-reserve", Default: "64MiB",
@@ -206,19 +229,29 @@ func intSetting(key, def, usage string, lo, hi int, set func(*Settings, int)) Se
 		if err != nil {
 			return fmt.Errorf("%q is not a whole number", v)
 		}
-		if n < lo || n > hi {
-			return fmt.Errorf("%d out of range (%d-%d)", n, lo, hi)
+		switch {
+		case n < lo:
+			return fmt.Errorf("%d is below the minimum, %d", n, lo)
+		case n > hi:
+			return fmt.Errorf("%d is above the maximum, %d", n, hi)
 		}
 		set(s, n)
 		return nil
 	}}
 }
 
-func durationSetting(key, def, usage string, set func(*Settings, time.Duration)) Setting {
+// durationSetting is a setting of a duration from lo to hi: a value that
+// parses but leaves the node unable to work, such as 1ns, is refused.
+func durationSetting(key, def, usage string, lo, hi time.Duration, set func(*Settings, time.Duration)) Setting {
 	return Setting{Key: key, Default: def, Usage: usage, apply: func(s *Settings, v string) error {
 		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
+		switch {
+		case err != nil || d <= 0:
 			return fmt.Errorf("%q is not a positive duration (such as 5s)", v)
+		case d < lo:
+			return fmt.Errorf("%s is below the minimum, %s", v, lo)
+		case d > hi:
+			return fmt.Errorf("%s is above the maximum, %s", v, hi)
 		}
 		set(s, d)
 		return nil
@@ -236,13 +269,16 @@ func SplitList(v string) []string {
 	return out
 }
 
-// CheckPeerTarget checks the syntax of a peer to dial: host:port, or
-// address@host:port. The address itself is checked by the kernel.
+// CheckPeerTarget checks a peer to dial: host:port, or address@host:port
+// with a valid node address.
 func CheckPeerTarget(t string) error {
 	hostport := t
 	if at := strings.LastIndexByte(t, '@'); at >= 0 {
 		if at == 0 {
 			return fmt.Errorf("%q: empty address before @", t)
+		}
+		if _, err := identity.ParseAddress(t[:at]); err != nil {
+			return fmt.Errorf("%q: %w", t, err)
 		}
 		hostport = t[at+1:]
 	}
@@ -289,7 +325,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // Resolve builds the settings from sources, the first source that has a
 // value for a key winning, and defaults for keys no source has.
 func Resolve(sources ...Source) (*Settings, error) {
-	s := new(Settings)
+	s := &Settings{origins: make(map[string]string, len(Table))}
 	for _, d := range Table {
 		v, origin := d.Default, "default"
 		for _, src := range sources {
@@ -301,6 +337,7 @@ func Resolve(sources ...Source) (*Settings, error) {
 		if err := d.apply(s, v); err != nil {
 			return nil, &Error{Key: d.Key, Origin: origin, Err: err}
 		}
+		s.origins[d.Key] = origin
 	}
 	return s, nil
 }
@@ -344,19 +381,49 @@ func CheckHostPort(v string) error {
 	return nil
 }
 
-// CheckNickname checks a nickname: 1 to MaxNicknameLen bytes of printable
-// text, no leading or trailing spaces.
+// CheckListen checks a listen address: host:port with a port from 0 to
+// 65535 and a host that is empty, an IP address or a host name. Whether
+// the address can be bound is for the node to find out.
+func CheckListen(v string) error {
+	if err := CheckHostPort(v); err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(v)
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	// A host of digits and dots that is no IP address, such as 999.1.1.1,
+	// would otherwise be looked up as a name.
+	if strings.Trim(host, "0123456789.") == "" || strings.Contains(host, ":") {
+		return fmt.Errorf("host %q of %q is not an IP address", host, v)
+	}
+	if checkDomain(host) != nil {
+		return fmt.Errorf("host %q of %q is neither an IP address nor a host name", host, v)
+	}
+	return nil
+}
+
+// CheckNickname checks a nickname: one word of 1 to MaxNicknameLen bytes
+// of UTF-8 text, without spaces or control characters (as the console's
+// /nick and a peer's address-book name need). It is the one rule for every
+// nickname: settings, the address book and the console.
 func CheckNickname(v string) error {
 	switch {
 	case v == "":
 		return fmt.Errorf("nickname is empty")
 	case len(v) > MaxNicknameLen:
 		return fmt.Errorf("nickname is %d bytes, at most %d", len(v), MaxNicknameLen)
-	case strings.TrimSpace(v) != v:
-		return fmt.Errorf("nickname %q has leading or trailing space", v)
+	case !utf8.ValidString(v):
+		return fmt.Errorf("nickname %q is not UTF-8 text", v)
 	}
 	for _, r := range v {
-		if r < ' ' || r == 0x7f || r == '\uFFFD' {
+		switch {
+		case unicode.IsSpace(r):
+			return fmt.Errorf("nickname %q is not one word (it has a space)", v)
+		case unicode.IsControl(r) || r == '\uFFFD':
 			return fmt.Errorf("nickname %q has a control or invalid character", v)
 		}
 	}

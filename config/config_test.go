@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phpchat/phpchat-node/node/identity"
 )
 
 func env(m map[string]string) Env {
@@ -59,10 +61,25 @@ func TestResolveRefusesBadValues(t *testing.T) {
 		{"connect", "127.0.0.1:1,@127.0.0.1:2", "empty address"},
 		{"connect", "h:0", "out of range"},
 		{"max-inbound", "many", "whole number"},
-		{"max-per-ip", "0", "out of range"},
-		{"max-frame", "100", "out of range"},
-		{"miners", "-1", "out of range"},
+		{"max-per-ip", "0", "below the minimum, 1"},
+		{"max-frame", "100", "below the minimum, 1048576"},
+		{"miners", "-1", "below the minimum, 0"},
+		{"miners", "5000", "above the maximum, 1024"},
 		{"idle-timeout", "-1s", "positive duration"},
+		// Values that parse but would leave the node unable to work.
+		{"idle-timeout", "1ns", "1ns is below the minimum, 2s"},
+		{"handshake-timeout", "1ns", "1ns is below the minimum, 1s"},
+		{"handshake-timeout", "1h", "above the maximum, 5m0s"},
+		{"shutdown-timeout", "1ms", "below the minimum, 1s"},
+		{"talk-timeout", "10ms", "below the minimum, 1s"},
+		{"max-inbound", "0", "below the minimum, 1"},
+		{"max-outbound", "0", "below the minimum, 1"},
+		{"listen", "999.1.1.1:0", `host "999.1.1.1" of "999.1.1.1:0" is not an IP address`},
+		{"listen", "a_b:0", "neither an IP address nor a host name"},
+		{"bootstrap", "pc1xyz@127.0.0.1:5", `"pc1xyz@127.0.0.1:5": invalid address "pc1xyz"`},
+		{"nickname", "bob smith", "not one word"},
+		{"nickname", "bob\u0085", "not one word"},
+		{"nickname", "bob\u009b", "control"},
 	} {
 		_, err := Resolve(Map{Origin: "flag", Values: map[string]string{tc.key: tc.value}})
 		var se *Error
@@ -78,7 +95,12 @@ func TestResolveRefusesBadValues(t *testing.T) {
 
 func TestListSetting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "settings.yml")
-	os.WriteFile(path, []byte("connect:\n  - 127.0.0.1:25001\n  - pc1x@[::1]:25002\n"), 0o600)
+	id, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := id.Address.String() + "@[::1]:25002"
+	os.WriteFile(path, []byte("connect:\n  - 127.0.0.1:25001\n  - "+target+"\n"), 0o600)
 	f, err := ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -87,12 +109,48 @@ func TestListSetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Connect) != 2 || s.Connect[1] != "pc1x@[::1]:25002" {
+	if len(s.Connect) != 2 || s.Connect[1] != target {
 		t.Fatalf("connect from file = %q", s.Connect)
 	}
 	s, err = Resolve(env(map[string]string{"PHPCHAT_CONNECT": "a:1, b:2"}), f)
 	if err != nil || len(s.Connect) != 2 || s.Connect[0] != "a:1" {
 		t.Fatalf("connect from environment = %q, %v", s.Connect, err)
+	}
+}
+
+func TestGoodValues(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"listen", ":25000"},
+		{"listen", "[::]:0"},
+		{"listen", "localhost:0"},
+		{"listen", "[fe80::1%eth0]:25000"},
+		{"nickname", "bob_smith"},
+		{"nickname", "Zoë"},
+		{"idle-timeout", "2s"},
+		{"handshake-timeout", "1s"},
+		{"max-inbound", "1"},
+	} {
+		if _, err := Resolve(Map{Origin: "flag", Values: map[string]string{tc.key: tc.value}}); err != nil {
+			t.Errorf("%s=%q: %v", tc.key, tc.value, err)
+		}
+	}
+}
+
+// A value found unusable after Resolve is refused naming where it came
+// from.
+func TestRefuseNamesOrigin(t *testing.T) {
+	s, err := Resolve(Map{Origin: "flag", Values: map[string]string{"listen": "127.0.0.1:1"}}, env(map[string]string{"PHPCHAT_BOOTSTRAP": "h:1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"listen": "flag listen", "bootstrap": "environment PHPCHAT_BOOTSTRAP", "nickname": "default"} {
+		if got := s.Origin(key); got != want {
+			t.Errorf("Origin(%s) = %q, want %q", key, got, want)
+		}
+	}
+	err = s.Refuse("listen", errors.New("address already in use"))
+	if got := err.Error(); got != "setting listen (flag listen): address already in use" {
+		t.Errorf("Refuse: %q", got)
 	}
 }
 

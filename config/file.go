@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/phpchat/phpchat-node/config/atomicfile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -92,7 +93,7 @@ func (f *File) Value(key string) (string, string, bool) {
 // WriteDefaultFile writes a settings file with every setting at its default,
 // each under a comment that says what it means, and a random nickname. It
 // refuses to overwrite an existing file, with an error wrapping
-// fs.ErrExist. The file appears whole or not at all (CreateFileAtomic).
+// fs.ErrExist. The file appears whole or not at all (atomicfile.CreateFile).
 func WriteDefaultFile(path string) error {
 	var b bytes.Buffer
 	b.WriteString("# phpchat-node settings. Each key is also a flag (--key) and an environment\n")
@@ -121,7 +122,7 @@ func WriteDefaultFile(path string) error {
 		}
 		fmt.Fprintf(&b, "%s: %s", d.Key, out)
 	}
-	if err := CreateFileAtomic(path, b.Bytes(), 0o600); err != nil {
+	if err := atomicfile.CreateFile(path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("write settings: %w", err)
 	}
 	return nil

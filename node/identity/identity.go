@@ -21,7 +21,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/config/atomicfile"
 )
 
 // Prefix is the human-readable part of every address.
@@ -180,7 +180,7 @@ func (id *Identity) Save(path string) error {
 		return fmt.Errorf("encode node key: %w", err)
 	}
 	b := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	if err := config.CreateFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.CreateFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("write node key: %w", err)
 	}
 	return nil

@@ -40,6 +40,7 @@ func TestParseRefusesBadInput(t *testing.T) {
 		{"request without rid", env(NameRequest, 0, `{"talk":"a1","nickname":"bob","stamp":"1:8:x"}`)},
 		{"request without nickname", env(NameRequest, 5, `{"talk":"a1","stamp":"1:8:x"}`)},
 		{"nickname with a control character", env(NameRequest, 5, `{"talk":"a1","nickname":"bo\u001b[2Jb","stamp":"1:8:x"}`)},
+		{"nickname of two words", env(NameRequest, 5, `{"talk":"a1","nickname":"bob smith","stamp":"1:8:x"}`)},
 		{"nickname too long", env(NameNick, 0, `{"talk":"a1","nickname":"`+strings.Repeat("n", 257)+`"}`)},
 		{"empty talk id", env(NameMsg, 0, `{"talk":"","text":"hi"}`)},
 		{"talk id with a space", env(NameMsg, 0, `{"talk":"a b","text":"hi"}`)},
@@ -60,7 +61,7 @@ func TestParseRefusesBadInput(t *testing.T) {
 		}
 	}
 	for _, e := range []wire.Envelope{
-		env(NameRequest, 5, `{"talk":"a1","nickname":"bob smith","stamp":"1:8:x","extra":1}`),
+		env(NameRequest, 5, `{"talk":"a1","nickname":"bob_smith","stamp":"1:8:x","extra":1}`),
 		env(NameMsg, 0, `{"talk":"a1","text":"ça va?\tüñí 😀"}`),
 		env(NameMsg, 0, `{"talk":"a1","text":"","ignore":true}`),
 		env(NameResponse, 0, `{"talk":"a1","status":2}`),

@@ -1,4 +1,4 @@
-package config
+package atomicfile
 
 import (
 	"errors"
@@ -27,7 +27,7 @@ func TestWriteFileAtomic(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "f")
 	for _, content := range []string{"first", "second, longer"} {
-		if err := WriteFileAtomic(path, []byte(content), 0o640); err != nil {
+		if err := WriteFile(path, []byte(content), 0o640); err != nil {
 			t.Fatal(err)
 		}
 		if b, err := os.ReadFile(path); err != nil || string(b) != content {
@@ -89,7 +89,7 @@ func TestWriteFileAtomicFailedRename(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(path, "x"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(path, []byte("a: b\n"), 0o600); err == nil {
+	if err := WriteFile(path, []byte("a: b\n"), 0o600); err == nil {
 		t.Fatal("write over a directory reported success")
 	}
 	if names := dirNames(t, dir); len(names) != 1 {
@@ -100,10 +100,10 @@ func TestWriteFileAtomicFailedRename(t *testing.T) {
 func TestCreateFileAtomicRefusesExisting(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "node.key")
-	if err := CreateFileAtomic(path, []byte("one"), 0o600); err != nil {
+	if err := CreateFile(path, []byte("one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := CreateFileAtomic(path, []byte("two"), 0o600)
+	err := CreateFile(path, []byte("two"), 0o600)
 	if !errors.Is(err, fs.ErrExist) {
 		t.Fatalf("second create: %v, want fs.ErrExist", err)
 	}

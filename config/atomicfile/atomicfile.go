@@ -1,4 +1,6 @@
-package config
+// Package atomicfile writes files whole or not at all: a crash or a full
+// disk leaves a file as it was, never half written.
+package atomicfile
 
 import (
 	"errors"
@@ -9,20 +11,20 @@ import (
 	"path/filepath"
 )
 
-// WriteFileAtomic writes data to path so that path holds, at any moment and
+// WriteFile writes data to path so that path holds, at any moment and
 // after a crash or a power cut, either its old content (or nothing) or all
 // of data, never a part of it: data goes to a temporary file in the same
 // directory, which is given mode perm, synced and renamed over path; then
 // the directory is synced so that the rename is on disk too. On error path
 // is as it was and the temporary file is gone.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+func WriteFile(path string, data []byte, perm os.FileMode) error {
 	return writeAtomic(path, perm, writeData(data), os.Rename)
 }
 
-// CreateFileAtomic is WriteFileAtomic for a file that must not exist yet:
+// CreateFile is WriteFile for a file that must not exist yet:
 // if path exists, even when created concurrently, it fails with an error
 // wrapping fs.ErrExist and leaves path as it was.
-func CreateFileAtomic(path string, data []byte, perm os.FileMode) error {
+func CreateFile(path string, data []byte, perm os.FileMode) error {
 	return writeAtomic(path, perm, writeData(data), func(tmp, path string) error {
 		// A hard link, unlike a rename, never replaces its target.
 		err := os.Link(tmp, path)
