@@ -177,7 +177,9 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 	})
 	msgSvc := messages.New(messages.Config{
 		Router: r, Logger: logger.With("subsystem", "messages"), Identity: id, DB: db,
-		Stamps: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: messages.StampExpiry}},
+		Stamps: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: s.MsgExpiry + 48*time.Hour}},
+		Bits:   s.MsgBits, Replicas: s.MsgReplicas, MaxMessageSize: s.MaxMessageSize, Expiry: s.MsgExpiry,
+		RelayLimits: store.RelayLimits{MaxBytes: int64(s.RelayQuota), MaxRecipientBytes: int64(s.RelayRecipientQuota)},
 	})
 	k, err := kernel.New(kernel.Config{
 		Identity: id, Router: r, Logger: logger.With("subsystem", "kernel"), Meta: db.Meta(),
@@ -186,7 +188,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		MaxHandshakes: s.MaxHandshakes, IPv6Prefix: s.IPv6Prefix,
 		MaxFrame: s.MaxFrame, HandshakeTimeout: s.HandshakeTime, IdleTimeout: s.IdleTimeout,
 		Capabilities: []string{"dht", "talk", "msg"},
-		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits, messages.Purpose: messages.DefaultBits},
+		Hashcash:     wire.HashcashPolicy{dht.Purpose: s.NodeFindBits, talk.Purpose: s.TalkBits, messages.Purpose: s.MsgBits},
 		Names:        slices.Concat([]string{dht.NameFindNode}, talk.Names, messages.Names),
 	})
 	if err != nil {

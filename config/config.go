@@ -47,6 +47,13 @@ type Settings struct {
 	TalkBits        int           // hashcash bits a talk request must carry
 	DiskReserve     uint64        // free bytes below which the node refuses work that writes
 
+	MaxMessageSize      int           // bytes of an offline message's content
+	MsgBits             int           // stamp bits of an envelope up to 64 KiB
+	MsgReplicas         int           // relays that get a copy of a message
+	MsgExpiry           time.Duration // how long a message lives
+	RelayQuota          uint64        // bytes of envelopes held for others
+	RelayRecipientQuota uint64        // the same, for one recipient
+
 	// origins says where each value came from, such as "flag --listen".
 	origins map[string]string
 }
@@ -171,23 +178,43 @@ var Table = []Setting{
 	durationSetting("shutdown-timeout", "5s", "how long a stopping node waits for work in flight", time.Second, 10*time.Minute, func(s *Settings, d time.Duration) { s.ShutdownTimeout = d }),
 	durationSetting("talk-timeout", "60s", "how long an incoming talk request waits for an answer", time.Second, 24*time.Hour, func(s *Settings, d time.Duration) { s.TalkTimeout = d }),
 	intSetting("talk-bits", "15", "hashcash bits a peer's talk request must carry", 0, 32, func(s *Settings, n int) { s.TalkBits = n }),
-	{
-		Key: "disk-reserve", Default: "64MiB",
-		Usage: "free space to keep in the data dir's file system: below it the node refuses work that writes (such as 64MiB, 1GiB; at least 16MiB)",
-		apply: func(s *Settings, v string) error {
-			n, err := ParseSize(v)
-			if err != nil {
-				return err
-			}
-			// The store maps 8 MiB log files and flushes 4 MiB tables:
-			// less room than that could fill the disk between readings.
-			if n < MinDiskReserve {
-				return fmt.Errorf("%s is below the minimum of 16MiB", v)
-			}
-			s.DiskReserve = n
-			return nil
-		},
-	},
+	// The store maps 8 MiB log files and flushes 4 MiB tables: less room
+	// than MinDiskReserve could fill the disk between readings.
+	sizeSetting("disk-reserve", "64MiB", "free space to keep in the data dir's file system: below it the node refuses work that writes (such as 64MiB, 1GiB)", MinDiskReserve, 1<<50, func(s *Settings, n uint64) { s.DiskReserve = n }),
+	sizeSetting("max-message-size", "8MiB", "largest offline message (its content) this node sends or takes", 64<<10, 64<<20, func(s *Settings, n uint64) { s.MaxMessageSize = int(n) }),
+	intSetting("msg-bits", "20", "hashcash bits an offline message of up to 64 KiB must carry, one more for each doubling above (the network's minimum)", 0, 32, func(s *Settings, n int) { s.MsgBits = n }),
+	intSetting("msg-replicas", "8", "relays near the recipient that get a copy of an offline message", 1, 32, func(s *Settings, n int) { s.MsgReplicas = n }),
+	durationSetting("msg-expiry", "336h", "how long an offline message is delivered before it expires", time.Hour, 60*24*time.Hour, func(s *Settings, d time.Duration) { s.MsgExpiry = d }),
+	sizeSetting("relay-quota", "1GiB", "bytes of other nodes' messages this node holds", 0, 1<<50, func(s *Settings, n uint64) { s.RelayQuota = n }),
+	sizeSetting("relay-recipient-quota", "64MiB", "bytes of messages this node holds for one recipient", 0, 1<<50, func(s *Settings, n uint64) { s.RelayRecipientQuota = n }),
+}
+
+// sizeSetting is a setting of bytes (see ParseSize) from lo to hi.
+func sizeSetting(key, def, usage string, lo, hi uint64, set func(*Settings, uint64)) Setting {
+	return Setting{Key: key, Default: def, Usage: usage, apply: func(s *Settings, v string) error {
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		if n < lo || n > hi {
+			return fmt.Errorf("%s is out of range (%s to %s)", v, formatSize(lo), formatSize(hi))
+		}
+		set(s, n)
+		return nil
+	}}
+}
+
+// formatSize writes n bytes as ParseSize reads them.
+func formatSize(n uint64) string {
+	for _, u := range []struct {
+		unit string
+		size uint64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.unit)
+		}
+	}
+	return fmt.Sprint(n)
 }
 
 // MinDiskReserve is the least disk-reserve accepted.
