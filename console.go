@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,10 +60,11 @@ func runConsole(c *cli.Context) error {
 	}
 	defer term.Restore(int(in.Fd()), old)
 	scr := &screen{w: c.App.Writer}
+	keys := &keyFilter{r: in, cancel: make(chan struct{}, 1)}
 	t := term.NewTerminal(struct {
 		io.Reader
 		io.Writer
-	}{in, scr}, "phpchat:> ")
+	}{keys, scr}, "phpchat:> ")
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	resize := func() {
@@ -84,15 +86,16 @@ func runConsole(c *cli.Context) error {
 			}
 		}
 	}()
-	con := &console{t: t, scr: scr, cl: cl, talks: make(map[int]talkapi.TalkInfo)}
+	con := &console{t: t, scr: scr, cl: cl, keys: keys, talks: make(map[int]talkapi.TalkInfo)}
 	return con.run(ctx)
 }
 
 // console is the state of one attached console.
 type console struct {
-	t   *term.Terminal
-	scr *screen
-	cl  *control.Client
+	t    *term.Terminal
+	scr  *screen
+	cl   *control.Client
+	keys *keyFilter
 
 	mu      sync.Mutex
 	current int // the talk lines go to; 0: none
@@ -105,6 +108,47 @@ type console struct {
 	compose int      // the step of the draft: composeSubject, …
 	text    []string // the draft's text so far
 	listed  []string // the message ids of the last /msg listing
+}
+
+// keyFilter passes the terminal's input on. While a message is being
+// composed it turns Ctrl-C and Ctrl-D, which would end the console, into
+// Ctrl-U (erase the line) and tells cancelled, to drop the message.
+type keyFilter struct {
+	r         io.Reader
+	composing atomic.Bool
+	cancel    chan struct{} // buffered
+}
+
+func (k *keyFilter) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	if k.composing.Load() {
+		for i, c := range p[:n] {
+			if c == 3 || c == 4 {
+				p[i] = 0x15
+				select {
+				case k.cancel <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+	return n, err
+}
+
+// cancelled is a token for each Ctrl-C or Ctrl-D typed while composing;
+// a nil k gives none.
+func (k *keyFilter) cancelled() <-chan struct{} {
+	if k == nil {
+		return nil
+	}
+	return k.cancel
+}
+
+// setComposing tells k whether a message is being composed.
+func (k *keyFilter) setComposing(on bool) {
+	if k != nil {
+		k.composing.Store(on)
+	}
 }
 
 // screen is the terminal's output. It notes whether the cursor was left
@@ -199,17 +243,14 @@ func (con *console) loop(ctx context.Context) (last string, err error) {
 		case <-gone:
 			return "The node closed the connection.", cli.Exit("", exitFailure)
 		case err := <-readErr:
-			if errors.Is(err, io.EOF) && con.draft != nil {
-				// Ctrl-D or Ctrl-C while composing drops the draft, not
-				// the console.
-				con.endDraft("Nothing created, nothing sent.")
-				lines, readErr = con.readLines(ctx)
-				continue
-			}
 			if errors.Is(err, io.EOF) {
 				return "exit", nil
 			}
 			return "", cli.Exit(fmt.Sprintf("console: %v", err), exitFailure)
+		case <-con.keys.cancelled():
+			if con.draft != nil {
+				con.endDraft("Nothing created, nothing sent.")
+			}
 		case line := <-lines:
 			if con.draft != nil {
 				con.composeLine(ctx, line)
@@ -874,7 +915,8 @@ func (con *console) newMessage(ctx context.Context, to string) error {
 	con.draft = &draft{From: from, To: mail.Address{Name: p.Name, Address: p.Address.String() + "@" + domain}}
 	con.text = nil
 	con.compose = composeSubject
-	con.printf("New message to %s. Ctrl-D drops it.", con.draft.To.String())
+	con.keys.setComposing(true)
+	con.printf("New message to %s. Ctrl-C or Ctrl-D drops it.", con.draft.To.String())
 	con.setPrompt("Subject: ")
 	return nil
 }
@@ -934,6 +976,7 @@ func (con *console) sendDraft(ctx context.Context) {
 // endDraft ends composing, printing how it ended.
 func (con *console) endDraft(how string) {
 	con.draft, con.text = nil, nil
+	con.keys.setComposing(false)
 	con.printf("%s", how)
 	con.setPrompt("") // the prompt of the talk again
 }

@@ -39,12 +39,12 @@ func sendCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "send",
 		Usage:     "send an offline message: the body is read from standard input",
-		UsageText: "phpchat-node send --to ADDRESS|NICKNAME [--subject S] [--attach FILE]... < BODY",
+		UsageText: sendUsage[len("usage: "):],
 		Description: "Queues the message on the running node and prints its id once the message\n" +
 			"is on disk. The node delivers it to the recipient, or to nodes near it that\n" +
 			"hold it until the recipient comes online; `phpchat-node messages` shows its state.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "to", Usage: "the recipient: an address, or a nickname of the address book", Required: true},
+			&cli.StringFlag{Name: "to", Usage: "the recipient: an address, or a nickname of the address book"},
 			&cli.StringFlag{Name: "subject", Usage: "the subject"},
 			&cli.StringSliceFlag{Name: "attach", Usage: "attach a file; repeatable"},
 		},
@@ -52,7 +52,13 @@ func sendCommand() *cli.Command {
 	}
 }
 
+// sendUsage is the synopsis of the send command.
+const sendUsage = "usage: phpchat-node send --to ADDRESS|NICKNAME [--subject S] [--attach FILE]... < BODY"
+
 func sendMessage(c *cli.Context) error {
+	if c.String("to") == "" {
+		return cli.Exit(sendUsage, exitSettings)
+	}
 	if c.NArg() != 0 {
 		return cli.Exit("send: unexpected arguments (the body is read from standard input): "+strings.Join(c.Args().Slice(), " "), exitSettings)
 	}
