@@ -70,6 +70,10 @@ func sendMessage(c *cli.Context) error {
 		}
 		atts = append(atts, attachment{Name: filepath.Base(name), Data: data})
 	}
+	// Fail before the user types a text that could not be sent.
+	if err := withNode(c, "send", func(context.Context, *control.Client) error { return nil }); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(io.LimitReader(c.App.Reader, maxSendContent+1))
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("send: reading the body: %v", err), exitFailure)
