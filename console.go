@@ -6,20 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/control"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
@@ -56,10 +60,11 @@ func runConsole(c *cli.Context) error {
 	}
 	defer term.Restore(int(in.Fd()), old)
 	scr := &screen{w: c.App.Writer}
+	keys := &keyFilter{r: in, cancel: make(chan struct{}, 1)}
 	t := term.NewTerminal(struct {
 		io.Reader
 		io.Writer
-	}{in, scr}, "phpchat:> ")
+	}{keys, scr}, "phpchat:> ")
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	resize := func() {
@@ -81,20 +86,69 @@ func runConsole(c *cli.Context) error {
 			}
 		}
 	}()
-	con := &console{t: t, scr: scr, cl: cl, talks: make(map[int]talkapi.TalkInfo)}
+	con := &console{t: t, scr: scr, cl: cl, keys: keys, talks: make(map[int]talkapi.TalkInfo)}
 	return con.run(ctx)
 }
 
 // console is the state of one attached console.
 type console struct {
-	t   *term.Terminal
-	scr *screen
-	cl  *control.Client
+	t    *term.Terminal
+	scr  *screen
+	cl   *control.Client
+	keys *keyFilter
 
 	mu      sync.Mutex
 	current int // the talk lines go to; 0: none
 	talks   map[int]talkapi.TalkInfo
 	self    talkapi.State
+	asking  string // the prompt of the message being composed; "": none
+
+	// Used by the input loop only.
+	draft   *draft   // the message being composed; nil: none
+	compose int      // the step of the draft: composeSubject, …
+	text    []string // the draft's text so far
+	listed  []string // the message ids of the last /msg listing
+}
+
+// keyFilter passes the terminal's input on. While a message is being
+// composed it turns Ctrl-C and Ctrl-D, which would end the console, into
+// Ctrl-U (erase the line) and tells cancelled, to drop the message.
+type keyFilter struct {
+	r         io.Reader
+	composing atomic.Bool
+	cancel    chan struct{} // buffered
+}
+
+func (k *keyFilter) Read(p []byte) (int, error) {
+	n, err := k.r.Read(p)
+	if k.composing.Load() {
+		for i, c := range p[:n] {
+			if c == 3 || c == 4 {
+				p[i] = 0x15
+				select {
+				case k.cancel <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+	return n, err
+}
+
+// cancelled is a token for each Ctrl-C or Ctrl-D typed while composing;
+// a nil k gives none.
+func (k *keyFilter) cancelled() <-chan struct{} {
+	if k == nil {
+		return nil
+	}
+	return k.cancel
+}
+
+// setComposing tells k whether a message is being composed.
+func (k *keyFilter) setComposing(on bool) {
+	if k != nil {
+		k.composing.Store(on)
+	}
 }
 
 // screen is the terminal's output. It notes whether the cursor was left
@@ -193,7 +247,15 @@ func (con *console) loop(ctx context.Context) (last string, err error) {
 				return "exit", nil
 			}
 			return "", cli.Exit(fmt.Sprintf("console: %v", err), exitFailure)
+		case <-con.keys.cancelled():
+			if con.draft != nil {
+				con.endDraft("Nothing created, nothing sent.")
+			}
 		case line := <-lines:
+			if con.draft != nil {
+				con.composeLine(ctx, line)
+				continue
+			}
 			if quit := con.handle(ctx, strings.TrimSpace(line)); quit {
 				return "exit", nil
 			}
@@ -215,6 +277,11 @@ func (con *console) receive(f control.Frame, attached func(error)) {
 			attached(nil)
 		}
 		con.show(ev)
+	case control.MsgEventFrame:
+		var ev msgapi.Event
+		if err := json.Unmarshal(f.Data, &ev); err == nil {
+			con.showMail(ev)
+		}
 	case "error": // console.attach is the only request not waited for
 		err := control.DecodeError(f)
 		attached(err)
@@ -293,6 +360,9 @@ func (con *console) setCurrent(n int) {
 	if t, ok := con.talks[n]; ok {
 		prompt = t.Nickname + ":> "
 	}
+	if con.asking != "" { // a message is being composed: its prompt stays
+		prompt = con.asking
+	}
 	con.mu.Unlock()
 	con.t.SetPrompt(prompt)
 	con.t.Write(nil) // SetPrompt does not redraw the prompt on the screen; this does
@@ -346,6 +416,11 @@ func commands() []command {
 		{"/switch", []form{{"/switch [N]", "list the talks, or talk in talk N"}}, (*console).switchTalk},
 		{"/close", []form{{"/close", "close the current talk"}}, (*console).closeTalk},
 		{"/nick", []form{{"/nick [NAME]", "print your nickname, or set a new one"}}, (*console).nick},
+		{"/msg", []form{
+			{"/msg", "list the offline messages (* marks the unread)"},
+			{"/msg new ADDRESS|NICK", "write an offline message"},
+			{"/msg read NO|ID", "print message NO of the list (or with that id)"},
+		}, (*console).msg},
 		{"/ab", []form{
 			{"/ab", "address book: list the contacts"},
 			{"/ab add ADDRESS NICK", "address book: add a contact"},
@@ -775,4 +850,217 @@ func (con *console) showClosed(ev talkapi.Event) {
 
 func (con *console) showDropped(ev talkapi.Event) {
 	con.printf("%d events were lost while no console was attached.", ev.Count)
+}
+
+// The steps of composing a message.
+const (
+	composeSubject = iota // the next line is the subject
+	composeText           // the next line is text, or "." to end it
+	composeConfirm        // the next line answers "Send the message?"
+)
+
+// msg lists, composes and reads offline messages.
+func (con *console) msg(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 0:
+		return con.listMessages(ctx)
+	case len(args) == 2 && (args[0] == "new" || args[0] == "n"):
+		return con.newMessage(ctx, args[1])
+	case len(args) == 2 && (args[0] == "read" || args[0] == "r"):
+		return con.readMessage(ctx, args[1])
+	}
+	return errUsage
+}
+
+func (con *console) listMessages(ctx context.Context) error {
+	var list []msgapi.Summary
+	if err := con.cl.Call(ctx, "msg.list", nil, &list, nil); err != nil {
+		return err
+	}
+	con.listed = con.listed[:0]
+	con.println("")
+	con.println(fmt.Sprintf("  # N %-6s %-19s %-16s %-56s %s", "BOX", "DATE", "STATE", "FROM/TO", "SUBJECT"))
+	for i, m := range list {
+		con.listed = append(con.listed, m.ID)
+		mark := " "
+		if m.Box == "inbox" && !m.Read {
+			mark = "*"
+		}
+		con.println(fmt.Sprintf("%3d %s %-6s %-19s %-16s %-56s %s", i+1, mark, m.Box, m.Date.Local().Format(time.DateTime), stateText(m), m.Peer, printable(m.Subject)))
+	}
+	con.println("END OF LIST")
+	return nil
+}
+
+// newMessage starts composing a message to an address or nickname. The
+// input loop then passes the lines typed to composeLine, so that events
+// keep coming while the user writes.
+func (con *console) newMessage(ctx context.Context, to string) error {
+	p, err := recipient(ctx, con.cl, to)
+	if err != nil {
+		return err
+	}
+	con.mu.Lock()
+	self := con.self.Address
+	con.mu.Unlock()
+	if p.Address.String() == self {
+		con.printf("Send a message to yourself? That is not possible.")
+		return nil
+	}
+	var in node.Info
+	if err := con.cl.Call(ctx, "info", nil, &in, nil); err != nil {
+		return err
+	}
+	from, domain := mailAddress(in)
+	con.draft = &draft{From: from, To: mail.Address{Name: p.Name, Address: p.Address.String() + "@" + domain}}
+	con.text = nil
+	con.compose = composeSubject
+	con.keys.setComposing(true)
+	con.printf("New message to %s. Ctrl-C or Ctrl-D drops it.", con.draft.To.String())
+	con.setPrompt("Subject: ")
+	return nil
+}
+
+// composeLine takes a line typed while composing.
+func (con *console) composeLine(ctx context.Context, line string) {
+	switch con.compose {
+	case composeSubject:
+		con.draft.Subject = strings.TrimSpace(line)
+		con.println("Enter the text. End it with a line holding only a dot (.).")
+		con.compose = composeText
+		con.setPrompt("> ")
+	case composeText:
+		if line == "." {
+			con.compose = composeConfirm
+			con.setPrompt("Send the message? [y/n] ")
+			return
+		}
+		con.text = append(con.text, line)
+	case composeConfirm:
+		switch strings.ToLower(strings.TrimSpace(line)) {
+		case "y", "yes":
+			con.sendDraft(ctx)
+		case "n", "no":
+			con.endDraft("Nothing created, nothing sent.")
+		default:
+			con.println("Answer y to send the message, n to drop it.")
+		}
+	}
+}
+
+// sendDraft queues the message composed. If the node refuses it, the
+// draft stays, to try again.
+func (con *console) sendDraft(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 40*time.Second)
+	defer cancel()
+	d := *con.draft
+	d.Body = []byte(strings.Join(con.text, "\n"))
+	d.Date = time.Now()
+	content, err := buildMessage(d)
+	if err == nil && len(content) > maxSendContent {
+		err = fmt.Errorf("the message is %d bytes, more than the %d that the console can hand to the node", len(content), maxSendContent)
+	}
+	var id control.MsgID
+	if err == nil {
+		addr, _, _ := strings.Cut(d.To.Address, "@")
+		err = con.cl.Call(ctx, "msg.send", control.MsgSend{To: addr, Content: content}, &id, nil)
+	}
+	if err != nil {
+		con.println("ERROR: " + errText(err))
+		con.println("Answer y to try again, n to drop the message.")
+		return
+	}
+	con.endDraft(fmt.Sprintf("OK: message %s queued.", id.ID))
+}
+
+// endDraft ends composing, printing how it ended.
+func (con *console) endDraft(how string) {
+	con.draft, con.text = nil, nil
+	con.keys.setComposing(false)
+	con.printf("%s", how)
+	con.setPrompt("") // the prompt of the talk again
+}
+
+// setPrompt shows the prompt of a step of composing a message; "" ends
+// it, back to the prompt of the current talk.
+func (con *console) setPrompt(p string) {
+	con.mu.Lock()
+	con.asking = p
+	con.mu.Unlock()
+	con.setCurrent(con.currentTalk())
+}
+
+// readMessage prints a message, by its number in the last listing or its
+// id (or a unique prefix of it); the node marks it read.
+func (con *console) readMessage(ctx context.Context, which string) error {
+	id := which
+	if n, err := strconv.Atoi(which); err == nil && len(which) <= 4 {
+		if con.listed == nil { // no /msg yet: number the list as /msg would
+			var list []msgapi.Summary
+			if err := con.cl.Call(ctx, "msg.list", nil, &list, nil); err != nil {
+				return err
+			}
+			for _, m := range list {
+				con.listed = append(con.listed, m.ID)
+			}
+		}
+		if n < 1 || n > len(con.listed) {
+			con.printf("ERROR: no message %d in the list: /msg lists them.", n)
+			return nil
+		}
+		id = con.listed[n-1]
+	}
+	var m msgapi.Message
+	if err := con.cl.Call(ctx, "msg.read", control.MsgID{ID: id}, &m, nil); err != nil {
+		con.printf("ERROR: could not read message %q: %s", which, errText(err))
+		return nil
+	}
+	con.showMessage(m)
+	return nil
+}
+
+// showMessage prints a message's headers, text and attachments.
+func (con *console) showMessage(m msgapi.Message) {
+	r, err := readMessageText(m.Content)
+	con.println("")
+	con.println("----- MESSAGE BEGIN -----")
+	if err != nil {
+		con.println("WARNING: " + printable(err.Error()) + ". Only meta data available.")
+	}
+	field := func(k, v string) { con.println(fmt.Sprintf("%-9s %s", k+":", printable(v))) }
+	field("Subject", m.Subject)
+	if r.Header != nil {
+		field("From", decodeHeader(r.Header.Get("From")))
+		field("To", decodeHeader(r.Header.Get("To")))
+		field("Date", r.Header.Get("Date"))
+	}
+	if m.Box == "inbox" {
+		field("Sender", m.Peer+" (verified)")
+	} else {
+		field("Recipient", m.Peer)
+	}
+	field("Msg ID", m.ID)
+	field("Status", stateText(m.Summary))
+	if err == nil {
+		con.println("")
+		for _, l := range strings.Split(strings.TrimRight(r.Text, "\n"), "\n") {
+			con.println(printable(l))
+		}
+		for _, a := range r.Attachments {
+			con.println(printable("[Attachment: " + a + "]"))
+		}
+	}
+	con.println("----- MESSAGE END -----")
+}
+
+// showMail prints an event of the offline-message service: a message
+// that arrived, or one sent that reached a final state.
+func (con *console) showMail(ev msgapi.Event) {
+	short := ev.ID[:min(len(ev.ID), 12)]
+	switch {
+	case ev.Kind == msgapi.KindMail:
+		con.printf("You got mail. From %s, subject %q (/msg read %s).", printable(ev.From), printable(ev.Subject), short)
+	case ev.Kind == msgapi.KindState && slices.Contains([]string{msgapi.StateDelivered, msgapi.StateRefused, msgapi.StateExpired}, ev.State):
+		con.printf("Message %s: %s.", short, ev.State)
+	}
 }

@@ -330,3 +330,57 @@ func TestConsoleNeedsATerminal(t *testing.T) {
 		t.Fatalf("console without a terminal: %v, %s", err, out)
 	}
 }
+
+// TestConsoleMail: /msg new composes while events keep coming, "You got
+// mail." announces what arrives, /msg lists and /msg read shows it.
+func TestConsoleMail(t *testing.T) {
+	a := startNode(t, filepath.Join(t.TempDir(), "a"), "--listen", "127.0.0.1:0", "--nickname", "alice")
+	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--listen", "127.0.0.1:0", "--nickname", "bob", "--connect", listenAddr(t, a))
+	a.waitInfo("a has a session with b", func(in map[string]any) bool { return peers(in) == 1 })
+	aAddr, bAddr := a.info()["address"].(string), b.info()["address"].(string)
+	ca := startConsole(t, a, "alice")
+	cb := startConsole(t, b, "bob")
+
+	cb.send("/msg new " + aAddr)
+	cb.expect("Subject: ")
+	// Mail arriving while bob writes is shown at once.
+	if out, errOut, code := a.cliStdin("hi bob\n", "send", "--to", bAddr, "--subject", "while you write"); code != 0 {
+		t.Fatalf("send: exit status %d, %s%s", code, out, errOut)
+	}
+	cb.expect(`You got mail. From ` + aAddr + `, subject "while you write"`)
+	cb.send("Re: hello")
+	cb.expect("End it with a line holding only a dot")
+	cb.send("line one")
+	cb.send(".")
+	cb.expect("Send the message? [y/n] ")
+	cb.send("maybe")
+	cb.expect("Answer y to send the message, n to drop it.")
+	cb.send("y")
+	cb.expect("OK: message ")
+	cb.expectPrompt("phpchat:> ")
+	// Ctrl-D while composing drops the message, not the console.
+	cb.send("/msg n " + aAddr)
+	cb.expect("Subject: ")
+	cb.pty.Write([]byte{4})
+	cb.expect("Nothing created, nothing sent.")
+	cb.expectPrompt("phpchat:> ")
+	cb.send("/msg")
+	cb.expect("END OF LIST")
+
+	ca.expect(`You got mail. From ` + bAddr + `, subject "Re: hello"`)
+	ca.send("/msg") // alice's message to bob first, then bob's
+	ca.expect("  1   outbox ")
+	ca.expect("  2 * inbox ")
+	ca.expect("END OF LIST")
+	ca.send("/msg read 2")
+	ca.expect("Subject:  Re: hello")
+	ca.expect("Sender:   " + bAddr + " (verified)")
+	ca.expect("line one")
+	ca.expect("----- MESSAGE END -----")
+	ca.send("/msg")
+	ca.expect("  2   inbox ")
+	ca.send("/msg again")
+	ca.expect("Usage: /msg")
+	ca.send("/help")
+	ca.expect("/msg new ADDRESS|NICK")
+}

@@ -95,6 +95,8 @@ func newApp() *cli.App {
 			hashcashCommand(),
 			cronjobCommand(),
 			consoleCommand(),
+			sendCommand(),
+			messagesCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

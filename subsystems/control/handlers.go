@@ -34,10 +34,11 @@ func NodeHandlers() map[string]Handler {
 }
 
 // Functions returns every function of a node's control socket: the node's
-// own, the address book's (book), the scheduler's and the consoles'.
+// own, the address book's (book), the scheduler's, the consoles' and the
+// offline messages'.
 func Functions(r *router.Router, book *store.Contacts) map[string]Handler {
 	all := make(map[string]Handler)
-	for _, fns := range []map[string]Handler{NodeHandlers(), ContactHandlers(book), CronHandlers(), TalkHandlers(r, book)} {
+	for _, fns := range []map[string]Handler{NodeHandlers(), ContactHandlers(book), CronHandlers(), TalkHandlers(r, book), MessageHandlers(book)} {
 		for name, h := range fns {
 			if _, dup := all[name]; dup {
 				// As http.ServeMux: two handlers of one name are a bug.

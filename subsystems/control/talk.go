@@ -13,13 +13,16 @@ import (
 	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 	"github.com/phpchat/phpchat-node/subsystems/talkapi"
 )
 
 // TalkHandlers returns the consoles' functions on the control socket:
 //
 //	console.attach  stream Events (frames "talk.event", rid 0) until the
-//	                connection closes; the first is of kind "attached"
+//	                connection closes; the first is of kind "attached".
+//	                The offline-message service's msgapi.Events come
+//	                too, as frames "msg.event" (MsgEventFrame), rid 0
 //	talk.connect    {target}: dial a node, then ask it to talk → talkapi.TalkInfo
 //	talk.request    {peer}: ask a connected peer (address or nickname) → talkapi.TalkInfo
 //	talk.list       the talks and requests → []talkapi.TalkInfo
@@ -126,11 +129,14 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 	}
 }
 
-// attach streams the talk events to the console at c until it goes away.
+// attach streams the talk events and the offline-message events to the
+// console at c until it goes away.
 func attach(r *router.Router, c *Conn) error {
 	ctx := c.Context()
 	sub := r.Subscribe(talkapi.TopicEvents, 1024)
 	defer sub.Unsubscribe()
+	msgs := r.Subscribe(msgapi.TopicEvents, 256)
+	defer msgs.Unsubscribe()
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	v, err := c.Endpoint.Call(actx, talkapi.Endpoint, talkapi.AttachRequest{Done: ctx.Done()})
 	cancel()
@@ -158,6 +164,13 @@ func attach(r *router.Router, c *Conn) error {
 				return nil
 			}
 			if err := c.Send(talkapi.EventFrame, 0, ev); err != nil {
+				return err
+			}
+		case ev, ok := <-msgs.C():
+			if !ok {
+				return nil
+			}
+			if err := c.Send(MsgEventFrame, 0, ev); err != nil {
 				return err
 			}
 		}
