@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/dhtapi"
-	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
@@ -83,18 +82,9 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 			if err := decodeArgs(data, &a); err != nil {
 				return nil, err
 			}
-			addr, err := identity.ParseAddress(a.Peer)
+			addr, err := ResolvePeer(book, a.Peer)
 			if err != nil {
-				ct, cerr := book.ByNickname(a.Peer)
-				if cerr != nil {
-					if errors.Is(cerr, store.ErrNotFound) {
-						return nil, &CodeError{Code: CodeInvalid, Err: fmt.Errorf("%q is neither an address nor a nickname of the address book", a.Peer)}
-					}
-					return nil, cerr
-				}
-				if addr, err = identity.ParseAddress(ct.Address); err != nil {
-					return nil, fmt.Errorf("contact %d: %w", ct.ID, err)
-				}
+				return nil, err
 			}
 			if _, err := c.Endpoint.Call(ctx, dhtapi.Endpoint, dhtapi.ReachRequest{Address: addr}); err != nil {
 				return nil, err
