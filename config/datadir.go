@@ -25,6 +25,9 @@ func (l Layout) Store() string { return filepath.Join(l.Dir, "store") }
 // ControlSocket returns the path of the control socket.
 func (l Layout) ControlSocket() string { return filepath.Join(l.Dir, "control.sock") }
 
+// MailPassword is the file of the mail gateways' password.
+func (l Layout) MailPassword() string { return filepath.Join(l.Dir, "mail.password") }
+
 // LockFile returns the path of the file that a running node holds locked.
 func (l Layout) LockFile() string { return filepath.Join(l.Dir, "lock") }
 
