@@ -228,6 +228,18 @@ func (k *Kernel) pin(from string, addr identity.Address, pinned bool) {
 	k.pins[addr][from] = true
 }
 
+// unpinAll drops the pins of the endpoint from.
+func (k *Kernel) unpinAll(from string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for a, m := range k.pins {
+		delete(m, from)
+		if len(m) == 0 {
+			delete(k.pins, a)
+		}
+	}
+}
+
 // Pinned reports whether a subsystem still registered on the router pins
 // the sessions with addr (see kernelapi.PinRequest).
 func (k *Kernel) Pinned(addr identity.Address) bool {

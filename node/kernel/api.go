@@ -41,7 +41,7 @@ func (k *Kernel) serveRequest(ctx context.Context, m *router.Msg) (any, error) {
 			return s.Reply(ctx, wire.Envelope{RID: req.RID}, req.Name, req.Data)
 		})
 	case kernelapi.ErrorRequest:
-		return nil, k.answer(req.To, "error on "+req.Name, func(s *peer.Session) error {
+		return nil, k.answerUsing(req.To, false, "error on "+req.Name, func(s *peer.Session) error {
 			return s.SendError(ctx, wire.Envelope{Name: req.Name, RID: req.RID}, req.Code, req.Text)
 		})
 	case kernelapi.ConnectRequest:

@@ -21,7 +21,9 @@ var sessionNames = map[string]bool{
 }
 
 // registerNames makes the endpoint from the handler of the frames named
-// names: all of them, or none if another live endpoint holds one.
+// names: all of them, or none if another live endpoint holds one. An
+// endpoint registers when its subsystem (re)starts: the pins of an earlier
+// run under the same id are dropped, as that run's state is gone.
 func (k *Kernel) registerNames(from string, names []string) error {
 	k.hmu.Lock()
 	defer k.hmu.Unlock()
@@ -36,6 +38,7 @@ func (k *Kernel) registerNames(from string, names []string) error {
 	for _, n := range names {
 		k.handlers[n] = from
 	}
+	k.unpinAll(from)
 	return nil
 }
 
@@ -44,7 +47,10 @@ func (k *Kernel) registerNames(from string, names []string) error {
 // never blocks: a handler whose inbox is full, or that is restarting,
 // costs the peer a busy error (9050).
 func (k *Kernel) handle(s *peer.Session, e wire.Envelope) {
-	ctx := k.touch(s)
+	// A frame alone is no use of the session (see evictIdleInbound): a
+	// peer could keep an idle session by sending garbage. A subsystem's
+	// answer or request is.
+	ctx := k.frameCtx(s)
 	if e.Name == wire.NameError {
 		return // an error frame answering nothing of ours: never answer it
 	}
@@ -70,13 +76,12 @@ func (k *Kernel) handle(s *peer.Session, e wire.Envelope) {
 	}
 }
 
-// touch counts a frame from s as a use of its session (see Connect), and
-// returns the context of frames from s: it ends with the session.
-func (k *Kernel) touch(s *peer.Session) context.Context {
+// frameCtx returns the context of frames from s: it ends with the
+// session.
+func (k *Kernel) frameCtx(s *peer.Session) context.Context {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.sessions[s.Peer()]; ok && c.s == s {
-		c.touch()
 		return c.ctx
 	}
 	return k.runCtx
@@ -85,7 +90,14 @@ func (k *Kernel) touch(s *peer.Session) context.Context {
 // answer runs fn on the registered session with a peer, for a subsystem's
 // answer or frame.
 func (k *Kernel) answer(to identity.Address, what string, fn func(s *peer.Session) error) error {
-	s := k.Session(to)
+	return k.answerUsing(to, true, what, fn)
+}
+
+// answerUsing is answer; use counts it as a use of the session (see
+// Connect and the evictions): an error frame that refuses a peer's
+// request does not.
+func (k *Kernel) answerUsing(to identity.Address, use bool, what string, fn func(s *peer.Session) error) error {
+	s := k.session(to, use)
 	if s == nil {
 		return fmt.Errorf("%s to %s: %w", what, to, kernelapi.ErrNoSession)
 	}

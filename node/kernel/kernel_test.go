@@ -349,7 +349,7 @@ func TestIdleInboundSessionsMakeRoom(t *testing.T) {
 		as := connectAll(t, b, 2)
 		// The first has carried a frame since: the second is the least
 		// recently used.
-		b.touch(b.Session(as[0].Address()))
+		b.Session(as[0].Address()) // a use of the session
 		old := as[1].Session(b.Address())
 		newcomer := newKernel(t, nil)
 		s, err := newcomer.Connect(context.Background(), b.target())
@@ -596,7 +596,7 @@ func TestTrafficTotalsSurviveRestart(t *testing.T) {
 
 func TestOutboundLimitEvictsLeastRecentlyUsed(t *testing.T) {
 	b, c, d := newKernel(t, nil), newKernel(t, nil), newKernel(t, nil)
-	a := newKernel(t, func(cfg *Config) { cfg.MaxOutbound = 1 })
+	a := newKernel(t, func(cfg *Config) { cfg.MaxOutbound = 1; cfg.EvictIdle = time.Nanosecond })
 	sb, err := a.Connect(context.Background(), b.target())
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernelapi"
@@ -57,7 +58,7 @@ func (k *Kernel) register(ctx context.Context, s *peer.Session, inbound bool, vi
 	defer k.mu.Unlock()
 	k.live[s] = struct{}{}
 	old, ok := k.sessions[s.Peer()]
-	if !ok {
+	if !ok || old.evicted { // none, or one closing to make room
 		c := &conn{s: s, ctx: ctx, inbound: inbound, via: via, kept: target}
 		c.touch()
 		k.sessions[s.Peer()] = c
@@ -110,10 +111,17 @@ func lesser(a, b identity.Address) bool {
 // Session returns the session with the peer, or nil. It counts as a use
 // of the session (see Connect).
 func (k *Kernel) Session(addr identity.Address) *peer.Session {
+	return k.session(addr, true)
+}
+
+// session is Session; use says whether to count it as a use.
+func (k *Kernel) session(addr identity.Address, use bool) *peer.Session {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c, ok := k.sessions[addr]; ok && !c.evicted {
-		c.touch()
+		if use {
+			c.touch()
+		}
 		return c.s
 	}
 	return nil
@@ -167,13 +175,21 @@ func (k *Kernel) sessionTo(hostport string) *peer.Session {
 	return nil
 }
 
+// outboundIdle is how long an outbound session must have been unused
+// before it may be closed to make room: lookups dial many nodes in a
+// short time, and an outbound slot must come free soon.
+const outboundIdle = 5 * time.Second
+
 // evictIdleOutbound closes the least recently used outbound session that
-// is not with a --connect peer, making room for a new one. It reports
-// whether it closed one. k.mu must be held.
+// is idle and not with a --connect peer or pinned, making room for a new
+// one. It reports whether it closed one. k.mu must be held.
 func (k *Kernel) evictIdleOutbound() bool {
 	var victim *conn
-	for _, c := range k.sessions {
-		if c.inbound || c.evicted || c.kept {
+	recent := time.Now().Add(-min(k.evictIdle(), outboundIdle)).UnixNano()
+	for addr, c := range k.sessions {
+		// Not a session a subsystem keeps (a talk, a table node), in
+		// use a moment ago, or with a call in flight (a lookup's).
+		if c.inbound || c.evicted || c.kept || k.pinned(addr) || c.used.Load() > recent || c.s.Stats().Pending > 0 {
 			continue
 		}
 		if victim == nil || c.used.Load() < victim.used.Load() {

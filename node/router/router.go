@@ -310,6 +310,13 @@ func (s *Subscription) Unsubscribe() {
 	})
 }
 
+// Subscribers returns how many subscriptions topic has.
+func (r *Router) Subscribers(topic string) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.topics[topic])
+}
+
 // Publish delivers ev to every subscriber of topic that has room for it,
 // and returns how many received it. It never blocks.
 func (r *Router) Publish(topic string, ev any) int {

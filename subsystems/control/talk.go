@@ -128,7 +128,7 @@ func attach(r *router.Router, c *Conn) error {
 	msgs := r.Subscribe(msgapi.TopicEvents, 256)
 	defer msgs.Unsubscribe()
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	v, err := c.Endpoint.Call(actx, talkapi.Endpoint, talkapi.AttachRequest{Done: ctx.Done()})
+	v, err := c.Endpoint.Call(actx, talkapi.Endpoint, talkapi.AttachRequest{})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)

@@ -15,19 +15,6 @@ import (
 func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 	switch req := m.Body.(type) {
 	case talkapi.AttachRequest:
-		s.consoles++
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			select {
-			case <-req.Done:
-				select {
-				case s.detached <- struct{}{}:
-				case <-ctx.Done():
-				}
-			case <-ctx.Done():
-			}
-		}()
 		a := talkapi.Attached{State: s.state(), Backlog: s.backlog}
 		if s.dropped > 0 {
 			a.Backlog = append([]talkapi.Event{{Kind: talkapi.KindDropped, Time: time.Now().UTC(), Count: s.dropped}}, a.Backlog...)
@@ -101,7 +88,7 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) (any, error) {
 	case talkapi.ListRequest:
 		return s.state().Talks, nil
 	case talkapi.StatusRequest:
-		st := talkapi.Status{Nickname: s.nickname, Consoles: s.consoles, Letters: make(map[string]string)}
+		st := talkapi.Status{Nickname: s.nickname, Consoles: s.consoles(), Letters: make(map[string]string)}
 		for _, t := range s.talks {
 			a := t.peer.String()
 			if t.state == open {

@@ -84,10 +84,8 @@ type Service struct {
 	ep       *router.Endpoint
 	results  chan func()               // work finished by helper goroutines, run on Run's goroutine
 	out      chan outFrame             // to the sender goroutine
-	detached chan struct{}             // a console went away
 	wg       sync.WaitGroup            // helper goroutines
 	nickname string                    // the user's
-	consoles int                       // attached
 	next     int                       // last local talk number
 	talks    map[int]*talk             // by local number
 	pinned   map[identity.Address]bool // peers whose sessions the kernel keeps for us
@@ -154,8 +152,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.ep = ep
 	s.results = make(chan func(), 64)
 	s.out = make(chan outFrame, outQueue)
-	s.detached = make(chan struct{}, 16)
-	s.consoles, s.talks, s.pinned = 0, make(map[int]*talk), make(map[identity.Address]bool)
+	s.talks, s.pinned = make(map[int]*talk), make(map[identity.Address]bool)
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -193,8 +190,6 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 			fn()
 		case ev := <-down.C():
 			s.sessionEnded(ctx, ev.(kernelapi.PeerEvent).Address)
-		case <-s.detached:
-			s.consoles--
 		case <-timer.C:
 			s.expire(time.Now())
 		}
@@ -306,10 +301,15 @@ func (s *Service) sendFailed(f outFrame, err error) {
 	delete(s.talks, t.n)
 }
 
+// consoles returns how many consoles are attached: subscribed to the
+// events. The router counts them, so that consoles stay attached across a
+// restart of the service.
+func (s *Service) consoles() int { return s.cfg.Router.Subscribers(talkapi.TopicEvents) }
+
 // emit delivers ev to the attached consoles, or keeps it for the next.
 func (s *Service) emit(ev talkapi.Event) {
 	ev.Time = time.Now().UTC()
-	if s.consoles > 0 {
+	if s.consoles() > 0 {
 		s.cfg.Router.Publish(talkapi.TopicEvents, ev)
 		return
 	}
@@ -489,7 +489,7 @@ func (s *Service) incoming(f frame, req Request) {
 		s.refuse(f.Frame, wire.CodeHashcash, err.Error())
 		return
 	}
-	if s.consoles == 0 {
+	if s.consoles() == 0 {
 		s.answer(f.Frame, NameResponse, Response{Talk: req.Talk, Status: talkapi.StatusNoUI})
 		return
 	}

@@ -115,8 +115,7 @@ func (n *testNode) call(t *testing.T, req any) (any, error) {
 func (n *testNode) console(t *testing.T) (<-chan any, func()) {
 	t.Helper()
 	sub := n.r.Subscribe(talkapi.TopicEvents, 256)
-	done := make(chan struct{})
-	v, err := n.call(t, talkapi.AttachRequest{Done: done})
+	v, err := n.call(t, talkapi.AttachRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +132,6 @@ func (n *testNode) console(t *testing.T) (<-chan any, func()) {
 	var closed atomic.Bool
 	detach := func() {
 		if closed.CompareAndSwap(false, true) {
-			close(done)
 			sub.Unsubscribe()
 		}
 	}

@@ -120,10 +120,11 @@ type State struct {
 
 // Requests the service serves on the router.
 type (
-	// AttachRequest attaches a console until Done is closed; the reply is
-	// an Attached. Events go to subscribers of TopicEvents from then on:
-	// subscribe before attaching.
-	AttachRequest struct{ Done <-chan struct{} }
+	// AttachRequest asks for what a console needs when it attaches: the
+	// reply is an Attached, whose backlog is then cleared. A console is
+	// attached while it is subscribed to TopicEvents: subscribe first,
+	// then ask, and unsubscribe to detach.
+	AttachRequest struct{}
 	// StartRequest asks Peer (with a session) to talk; the reply is the
 	// new talk's TalkInfo, and the outcome comes as events.
 	StartRequest struct{ Peer identity.Address }
