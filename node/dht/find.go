@@ -20,7 +20,10 @@ func (s *Service) goFind(ctx context.Context, wg *sync.WaitGroup, m *router.Msg,
 	select {
 	case s.finds <- struct{}{}:
 	default:
-		s.refuse(ctx, f, wire.CodeBusy, "too many node_find requests: try again later")
+		// A one-way message: Run's goroutine never waits on the kernel.
+		s.ep.Send(ctx, kernelapi.Endpoint, kernelapi.ErrorRequest{
+			To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: wire.CodeBusy, Text: "too many node_find requests: try again later",
+		})
 		m.Reply(nil, nil)
 		return
 	}
