@@ -2,7 +2,7 @@ package messages
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,7 +10,6 @@ import (
 	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/nodetest"
-	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
@@ -18,6 +17,9 @@ import (
 
 // testBits is the stamp price of test networks: cheap to mint.
 const testBits = 8
+
+// debugLogger logs the services of test nodes; nil discards.
+var debugLogger *slog.Logger
 
 // testNode is a node with the messages service, in process.
 type testNode struct {
@@ -29,15 +31,26 @@ type testNode struct {
 // nil) that joins through boot.
 func startNode(t *testing.T, id *identity.Identity, dir string, boot ...string) *testNode {
 	t.Helper()
+	return startNodeWith(t, id, dir, nil, boot...)
+}
+
+// startNodeWith is startNode with a change to the service's Config.
+func startNodeWith(t *testing.T, id *identity.Identity, dir string, change func(*Config), boot ...string) *testNode {
+	t.Helper()
 	var svc *Service
 	n, err := nodetest.Start(nodetest.Config{
 		Dir: dir, Identity: id, Bootstrap: boot,
 		Hashcash: wire.HashcashPolicy{Purpose: testBits}, Names: Names,
 		Extra: func(n *nodetest.Node) []nodetest.Run {
-			svc = New(Config{
+			cfg := Config{
+				Logger: debugLogger,
 				Router: n.Router, Identity: n.ID, DB: n.DB, Bits: testBits,
 				Stamps: &stamps.Checker{Spent: n.DB.Stamps(), Policy: hashcash.Policy{Expiry: StampExpiry}},
-			})
+			}
+			if change != nil {
+				change(&cfg)
+			}
+			svc = New(cfg)
 			return []nodetest.Run{svc.Run}
 		},
 	})
@@ -137,6 +150,3 @@ func TestOfflineDeliveryWithReceipt(t *testing.T) {
 		return n == 0
 	})
 }
-
-var _ = fmt.Sprint
-var _ = router.New
