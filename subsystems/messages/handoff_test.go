@@ -9,7 +9,7 @@ import (
 
 // identityCloser returns a new identity closer to target than a is, or
 // farther if !nearer.
-func identityCloser(t *testing.T, a identity.Address, target identity.ID, nearer bool) *identity.Identity {
+func identityCloser(t testing.TB, a identity.Address, target identity.ID, nearer bool) *identity.Identity {
 	t.Helper()
 	for range 1000 {
 		id := newIdentity(t)

@@ -22,14 +22,14 @@ import (
 )
 
 // testCtx returns a context for one step of a test.
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // dial opens a session from n to the node target ("address@host:port").
-func dial(t *testing.T, n *testNode, target string) {
+func dial(t testing.TB, n *testNode, target string) {
 	t.Helper()
 	if _, err := n.Call(testCtx(t), kernelapi.Endpoint, kernelapi.ConnectRequest{Target: target}); err != nil {
 		t.Fatalf("connect: %v", err)
@@ -38,7 +38,7 @@ func dial(t *testing.T, n *testNode, target string) {
 
 // ping sends a ping from n to the peer to over their session and returns
 // the round trip.
-func ping(t *testing.T, n *testNode, to identity.Address) time.Duration {
+func ping(t testing.TB, n *testNode, to identity.Address) time.Duration {
 	t.Helper()
 	start := time.Now()
 	e, err := router.CallAs[wire.Envelope](testCtx(t), n.Endpoint, kernelapi.Endpoint, kernelapi.CallRequest{To: to, Name: wire.NamePing})
@@ -53,7 +53,7 @@ func ping(t *testing.T, n *testNode, to identity.Address) time.Duration {
 
 // sendRaw sends the envelope raw from n to the peer to in msg parts and
 // returns the answer to the last.
-func sendRaw(t *testing.T, n *testNode, to identity.Address, id [16]byte, raw []byte) Response {
+func sendRaw(t testing.TB, n *testNode, to identity.Address, id [16]byte, raw []byte) Response {
 	t.Helper()
 	r, err := push(testCtx(t), n.Endpoint, to, hex.EncodeToString(id[:]), raw)
 	if err != nil {
@@ -63,7 +63,7 @@ func sendRaw(t *testing.T, n *testNode, to identity.Address, id [16]byte, raw []
 }
 
 // callFrame sends a request frame from n to the peer to.
-func callFrame(t *testing.T, n *testNode, to identity.Address, name string, data any) wire.Envelope {
+func callFrame(t testing.TB, n *testNode, to identity.Address, name string, data any) wire.Envelope {
 	t.Helper()
 	e, err := router.CallAs[wire.Envelope](testCtx(t), n.Endpoint, kernelapi.Endpoint, kernelapi.CallRequest{To: to, Name: name, Data: data})
 	if err != nil {
@@ -75,7 +75,7 @@ func callFrame(t *testing.T, n *testNode, to identity.Address, name string, data
 // sealed returns a message from one identity to an address, valid for a
 // day from created, stamped with bits (no stamp if bits is 0), and its
 // deletion secret.
-func sealed(t *testing.T, from *identity.Identity, to identity.Address, content []byte, created time.Time, bits int) (*envelope.Envelope, [32]byte) {
+func sealed(t testing.TB, from *identity.Identity, to identity.Address, content []byte, created time.Time, bits int) (*envelope.Envelope, [32]byte) {
 	t.Helper()
 	env, secret, err := envelope.Seal(from, to, envelope.KindMessage, content, created, created.Add(24*time.Hour))
 	if err != nil {
@@ -88,7 +88,7 @@ func sealed(t *testing.T, from *identity.Identity, to identity.Address, content 
 }
 
 // stampEnv mints env's stamp with bits.
-func stampEnv(t *testing.T, env *envelope.Envelope, bits int) {
+func stampEnv(t testing.TB, env *envelope.Envelope, bits int) {
 	t.Helper()
 	st, err := hashcash.Mint(context.Background(), env.Resource(), bits)
 	if err != nil {
@@ -98,7 +98,7 @@ func stampEnv(t *testing.T, env *envelope.Envelope, bits int) {
 }
 
 // marshal returns env's wire form.
-func marshal(t *testing.T, env *envelope.Envelope) []byte {
+func marshal(t testing.TB, env *envelope.Envelope) []byte {
 	t.Helper()
 	raw, err := env.MarshalBinary()
 	if err != nil {
@@ -109,7 +109,7 @@ func marshal(t *testing.T, env *envelope.Envelope) []byte {
 
 // resealSignedBy seals env's letter again with the claimed sender from but
 // the signature of another key, as docs/protocol.md 9.3 lays it out.
-func resealSignedBy(t *testing.T, env *envelope.Envelope, secret [32]byte, from identity.Address, signer ed25519.PrivateKey, content []byte) {
+func resealSignedBy(t testing.TB, env *envelope.Envelope, secret [32]byte, from identity.Address, signer ed25519.PrivateKey, content []byte) {
 	t.Helper()
 	sum := sha256.Sum256(content)
 	signed := []byte("phpchat-node msg sig v1\x00")
@@ -143,13 +143,13 @@ func resealSignedBy(t *testing.T, env *envelope.Envelope, secret [32]byte, from 
 }
 
 // status returns the service's figures of n.
-func (n *testNode) status(t *testing.T) msgapi.Status {
+func (n *testNode) status(t testing.TB) msgapi.Status {
 	t.Helper()
 	return n.call(t, msgapi.StatusRequest{}).(msgapi.Status)
 }
 
 // hold stores env in n's relay store directly, as if a peer had pushed it.
-func (n *testNode) hold(t *testing.T, env *envelope.Envelope) {
+func (n *testNode) hold(t testing.TB, env *envelope.Envelope) {
 	t.Helper()
 	err := n.svc.relay.Put(testCtx(t), store.RelayEnvelope{
 		ID: env.ID, Recipient: env.Recipient, SecretHash: env.SecretHash, Expires: env.Expires, Envelope: marshal(t, env),
@@ -160,7 +160,7 @@ func (n *testNode) hold(t *testing.T, env *envelope.Envelope) {
 }
 
 // receipts returns how many receipts n has queued or sent.
-func (n *testNode) receipts(t *testing.T) int {
+func (n *testNode) receipts(t testing.TB) int {
 	t.Helper()
 	out, err := n.DB.Outbox().List()
 	if err != nil {

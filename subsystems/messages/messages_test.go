@@ -29,13 +29,13 @@ type testNode struct {
 
 // startNode starts a node with its store in dir (a new identity if id is
 // nil) that joins through boot.
-func startNode(t *testing.T, id *identity.Identity, dir string, boot ...string) *testNode {
+func startNode(t testing.TB, id *identity.Identity, dir string, boot ...string) *testNode {
 	t.Helper()
 	return startNodeWith(t, id, dir, nil, boot...)
 }
 
 // startNodeWith is startNode with a change to the service's Config.
-func startNodeWith(t *testing.T, id *identity.Identity, dir string, change func(*Config), boot ...string) *testNode {
+func startNodeWith(t testing.TB, id *identity.Identity, dir string, change func(*Config), boot ...string) *testNode {
 	t.Helper()
 	var svc *Service
 	n, err := nodetest.Start(nodetest.Config{
@@ -62,14 +62,14 @@ func startNodeWith(t *testing.T, id *identity.Identity, dir string, change func(
 }
 
 // join runs the node's bootstrap job.
-func (n *testNode) join(t *testing.T) {
+func (n *testNode) join(t testing.TB) {
 	t.Helper()
 	if _, err := n.Call(context.Background(), dhtapi.Endpoint, dhtapi.JobRequest{Job: "bootstrap"}); err != nil {
 		t.Fatalf("join: %v", err)
 	}
 }
 
-func (n *testNode) call(t *testing.T, req any) any {
+func (n *testNode) call(t testing.TB, req any) any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -81,7 +81,7 @@ func (n *testNode) call(t *testing.T, req any) any {
 }
 
 // waitFor polls cond until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -14,7 +14,7 @@ import (
 
 var hello = []byte("From: x\r\nTo: c\r\nSubject: hi\r\n\r\nHello.\r\n")
 
-func newIdentity(t *testing.T) *identity.Identity {
+func newIdentity(t testing.TB) *identity.Identity {
 	t.Helper()
 	id, err := identity.Generate()
 	if err != nil {
@@ -36,68 +36,68 @@ func TestRefusals(t *testing.T) {
 
 	type tc struct {
 		name string
-		make func(t *testing.T) (*envelope.Envelope, []byte)
+		make func(t testing.TB) (*envelope.Envelope, []byte)
 		code string
 	}
 	raw := func(env *envelope.Envelope) []byte { return marshal(t, env) }
 	cases := []tc{
-		{"tampered ciphertext", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"tampered ciphertext", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, c.ID.Address, hello, now, 0)
 			env.Ciphertext[10] ^= 1
 			stampEnv(t, env, testBits)
 			return env, raw(env)
 		}, CodeFormat},
-		{"signed by another key", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"signed by another key", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, secret := sealed(t, x.ID, c.ID.Address, hello, now, 0)
 			resealSignedBy(t, env, secret, x.ID.Address, newIdentity(t).Key, hello)
 			stampEnv(t, env, testBits)
 			return env, raw(env)
 		}, CodeFormat},
-		{"spent stamp, to the recipient", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"spent stamp, to the recipient", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, c.ID.Address, hello, now, testBits)
 			if err := c.DB.Stamps().Spend(env.Stamp, now.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			return env, raw(env)
 		}, CodeSpent},
-		{"spent stamp, to a relay", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"spent stamp, to a relay", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now, testBits)
 			if err := c.DB.Stamps().Spend(env.Stamp, now.Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			return env, raw(env)
 		}, CodeSpent},
-		{"under-weight stamp, to the recipient", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"under-weight stamp, to the recipient", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, c.ID.Address, hello, now, testBits-2)
 			return env, raw(env)
 		}, CodeUnderWeight},
-		{"under-weight stamp, to a relay", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"under-weight stamp, to a relay", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now, testBits-2)
 			return env, raw(env)
 		}, CodeUnderWeight},
-		{"stamp for another envelope", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"stamp for another envelope", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now, testBits)
 			env2, _ := sealed(t, x.ID, other, hello, now, testBits)
 			env.Stamp = env2.Stamp
 			return env, raw(env)
 		}, CodeUnderWeight},
-		{"no stamp, to the recipient", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"no stamp, to the recipient", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, c.ID.Address, hello, now, 0)
 			return env, raw(env)
 		}, CodeNoStamp},
-		{"no stamp, to a relay", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"no stamp, to a relay", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now, 0)
 			return env, raw(env)
 		}, CodeNoStamp},
-		{"expired", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"expired", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now.Add(-25*time.Hour), testBits)
 			return env, raw(env)
 		}, CodeExpired},
-		{"from the future", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"from the future", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, hello, now.Add(time.Hour), testBits)
 			return env, raw(env)
 		}, CodeExpired},
-		{"over the size limit", func(t *testing.T) (*envelope.Envelope, []byte) {
+		{"over the size limit", func(t testing.TB) (*envelope.Envelope, []byte) {
 			env, _ := sealed(t, x.ID, other, big, now, testBits+1)
 			return env, raw(env)
 		}, CodeTooLarge},
