@@ -222,3 +222,30 @@ func TestFetchAndDeleteAtRelay(t *testing.T) {
 	}
 	ping(t, x, r.ID.Address)
 }
+
+// A relay that holds an envelope answers its first part duplicate: the
+// other parts need not travel.
+func TestDuplicateOnFirstPart(t *testing.T) {
+	r := startNode(t, nil, t.TempDir())
+	x := startNode(t, nil, t.TempDir())
+	dial(t, x, r.Target())
+	env, _ := sealed(t, x.ID, newIdentity(t).Address, bytes.Repeat([]byte("y"), PartSize), time.Now(), 0)
+	stampEnv(t, env, envelope.StampBits(env.BodySize(), testBits))
+	raw := marshal(t, env)
+	id := hex.EncodeToString(env.ID[:])
+	first := Part{ID: id, Part: 0, Parts: 2, Size: len(raw), Data: raw[:PartSize]}
+	answer := func() string {
+		var resp Response
+		if err := callFrame(t, x, r.ID.Address, NameMsg, first).Decode(&resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	if got := answer(); got != StatusContinue {
+		t.Fatalf("first part of a new envelope: %s, want continue", got)
+	}
+	r.hold(t, env)
+	if got := answer(); got != StatusDuplicate {
+		t.Fatalf("first part of a held envelope: %s, want duplicate", got)
+	}
+}
