@@ -46,6 +46,12 @@ func (s *Service) msgFrame(ctx context.Context, f kernelapi.Frame) {
 		s.refuse(ctx, f, wire.CodeInvalidData, err.Error())
 		return
 	}
+	if p.Part == 0 && p.Parts > 1 && s.holds(p.Data) {
+		// A copy this relay holds (or held and deleted): the other parts
+		// need not travel.
+		s.answer(ctx, f, Response{ID: p.ID, Status: StatusDuplicate})
+		return
+	}
 	raw, err := s.parts.add(f.From, p, s.cfg.Now())
 	var perr *errPart
 	switch {
@@ -56,18 +62,31 @@ func (s *Service) msgFrame(ctx context.Context, f kernelapi.Frame) {
 		s.answer(ctx, f, Response{ID: p.ID, Status: StatusContinue})
 		return
 	}
-	r := s.accept(ctx, f.From, raw)
-	if r.ID != p.ID && r.Status == StatusAccepted {
-		r = Response{ID: p.ID, Status: StatusRefused, Code: CodeFormat, Reason: "the envelope's id is not the one its parts named"}
-	}
+	r := s.accept(ctx, f.From, raw, p.ID)
 	r.ID = p.ID
 	s.answer(ctx, f, r)
 }
 
-// accept takes a whole envelope from the peer from: into the inbox if it
-// is for this node, else into the relay store. It answers accepted only
-// once the envelope is durable.
-func (s *Service) accept(ctx context.Context, from identity.Address, raw []byte) Response {
+// holds reports whether the envelope that begins with the first part
+// first is for another node and held by the relay store already.
+func (s *Service) holds(first []byte) bool {
+	const idAt, rcptAt = 5, 21
+	if len(first) < envelope.HeaderSize {
+		return false
+	}
+	var id [16]byte
+	copy(id[:], first[idAt:])
+	if identity.Address(first[rcptAt:rcptAt+32]) == s.cfg.Identity.Address {
+		return false // the inbox must open it to acknowledge it
+	}
+	_, err := s.relay.Get(id)
+	return err == nil
+}
+
+// accept takes a whole envelope from the peer from, which its parts named
+// wantID: into the inbox if it is for this node, else into the relay
+// store. It answers accepted only once the envelope is durable.
+func (s *Service) accept(ctx context.Context, from identity.Address, raw []byte, wantID string) Response {
 	env, err := envelope.Parse(raw, s.maxEnvelope())
 	switch {
 	case errors.Is(err, envelope.ErrTooLarge):
@@ -76,6 +95,9 @@ func (s *Service) accept(ctx context.Context, from identity.Address, raw []byte)
 		return Response{Status: StatusRefused, Code: CodeFormat, Reason: err.Error()}
 	}
 	id := hex.EncodeToString(env.ID[:])
+	if id != wantID {
+		return Response{Status: StatusRefused, Code: CodeFormat, Reason: "the envelope's id is not the one its parts named"}
+	}
 	now := s.cfg.Now()
 	switch {
 	case !env.Expires.After(now):
@@ -91,39 +113,60 @@ func (s *Service) accept(ctx context.Context, from identity.Address, raw []byte)
 	return s.hold(ctx, env, raw, id)
 }
 
-// checkStamp verifies and spends env's stamp, answering why not.
-func (s *Service) checkStamp(env *envelope.Envelope, id string) (Response, bool) {
+// verifyStamp checks env's stamp without spending it: present, for the
+// envelope's content hash, of the weight its size needs, in date, and not
+// spent on this node before. It returns when the stamp expires, or the
+// refusal.
+func (s *Service) verifyStamp(env *envelope.Envelope, id string) (time.Time, Response, bool) {
 	if env.Stamp == "" {
-		return Response{ID: id, Status: StatusRefused, Code: CodeNoStamp, Reason: "the envelope carries no stamp"}, false
+		return time.Time{}, Response{ID: id, Status: StatusRefused, Code: CodeNoStamp, Reason: "the envelope carries no stamp"}, false
 	}
-	bits := envelope.StampBits(env.BodySize(), s.cfg.Bits)
-	_, err := s.cfg.Stamps.Check(env.Stamp, env.Resource(), bits)
+	p := s.cfg.Stamps.Policy
+	p.MinBits, p.Resource = envelope.StampBits(env.BodySize(), s.cfg.Bits), env.Resource()
+	st, err := p.Verify(env.Stamp)
 	var herr *hashcash.Error
 	switch {
 	case err == nil:
-		return Response{}, true
-	case errors.Is(err, store.ErrLowSpace):
-		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "this node is low on disk space"}, false
-	case errors.As(err, &herr) && herr.Reason == hashcash.ReasonSpent:
-		return Response{ID: id, Status: StatusRefused, Code: CodeSpent, Reason: err.Error()}, false
-	case errors.As(err, &herr) && herr.Reason == hashcash.ReasonBits:
-		return Response{ID: id, Status: StatusRefused, Code: CodeUnderWeight, Reason: err.Error()}, false
 	case errors.As(err, &herr) && (herr.Reason == hashcash.ReasonExpired || herr.Reason == hashcash.ReasonFuture):
-		return Response{ID: id, Status: StatusRefused, Code: CodeExpired, Reason: err.Error()}, false
-	case errors.As(err, &herr):
-		// Malformed, another resource, or the hash short of its claim.
-		return Response{ID: id, Status: StatusRefused, Code: CodeUnderWeight, Reason: err.Error()}, false
+		return time.Time{}, Response{ID: id, Status: StatusRefused, Code: CodeExpired, Reason: err.Error()}, false
+	default:
+		// Too few bits; or malformed, for another resource, or its hash
+		// short of its claim: not worth the envelope either way.
+		return time.Time{}, Response{ID: id, Status: StatusRefused, Code: CodeUnderWeight, Reason: err.Error()}, false
 	}
-	s.log.Warn("messages: stamp not checked", "err", err)
-	return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "stamp not checked"}, false
+	spent, err := s.cfg.Stamps.Spent.Spent(env.Stamp)
+	switch {
+	case err != nil:
+		s.log.Warn("messages: spent stamps not read", "err", err)
+		return time.Time{}, Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "stamp not checked"}, false
+	case spent:
+		return time.Time{}, Response{ID: id, Status: StatusRefused, Code: CodeSpent, Reason: "the stamp was spent before"}, false
+	}
+	exp := p.ExpiresAt(st)
+	if exp.IsZero() {
+		exp = env.Expires
+	}
+	return exp, Response{}, true
 }
 
-// hold stores an envelope for another node.
+// spend records the stamp of an envelope this node took as spent.
+func (s *Service) spend(stamp string, exp time.Time) {
+	err := s.cfg.Stamps.Spent.Spend(stamp, exp)
+	if err != nil && !errors.Is(err, store.ErrSpent) {
+		s.log.Warn("messages: stamp not recorded as spent", "err", err)
+	}
+}
+
+// hold stores an envelope for another node. The stamp is not recorded as
+// spent: it pays for this envelope only (its resource is the content
+// hash), and the relay store refuses the envelope as a duplicate for as
+// long as it is valid, held or deleted. A refusal for quota therefore
+// costs the sender nothing: it may try again later.
 func (s *Service) hold(ctx context.Context, env *envelope.Envelope, raw []byte, id string) Response {
 	if _, err := s.relay.Get(env.ID); err == nil {
 		return Response{ID: id, Status: StatusDuplicate}
 	}
-	if r, ok := s.checkStamp(env, id); !ok {
+	if _, r, ok := s.verifyStamp(env, id); !ok {
 		return r
 	}
 	err := s.relay.Put(ctx, store.RelayEnvelope{
@@ -141,8 +184,9 @@ func (s *Service) hold(ctx context.Context, env *envelope.Envelope, raw []byte, 
 		s.log.Warn("messages: envelope not stored", "err", err)
 		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
 	}
-	// The recipient may be connected right now.
-	s.goWork(s.ctx, func() { s.pushWaiting(s.ctx, env.Recipient) })
+	if s.connected(env.Recipient) {
+		s.pushFor(env.Recipient)
+	}
 	return Response{ID: id, Status: StatusAccepted}
 }
 
@@ -157,37 +201,124 @@ func (s *Service) receive(ctx context.Context, from identity.Address, env *envel
 	}
 	switch l.Kind {
 	case envelope.KindMessage:
-		if _, err := s.cfg.DB.Inbox().Get(env.ID); err == nil {
-			s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, false) })
-			return Response{ID: id, Status: StatusDuplicate}
-		}
-		if r, ok := s.checkStamp(env, id); !ok {
-			return r
-		}
-		_, err := s.cfg.DB.Inbox().Add(store.InMsg{
-			ID: env.ID, From: l.From.String(), Subject: subject(l.Content), Content: l.Content,
-			Received: s.cfg.Now(), Expires: env.Expires,
-		})
-		switch {
-		case errors.Is(err, store.ErrDuplicate):
-			s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, false) })
-			return Response{ID: id, Status: StatusDuplicate}
-		case err != nil:
-			s.log.Warn("messages: message not stored", "err", err)
-			return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
-		}
-		s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindMail, ID: id, From: l.From.String(), Subject: subject(l.Content)})
-		s.goWork(s.ctx, func() { s.acknowledge(s.ctx, from, l, true) })
-		return Response{ID: id, Status: StatusAccepted}
+		return s.receiveMessage(from, env, l, id)
 	case envelope.KindReceipt:
-		if r, ok := s.checkStamp(env, id); !ok {
-			return r
-		}
-		s.delivered(l)
-		s.goWork(s.ctx, func() { s.dropCopies(s.ctx, from, l) })
-		return Response{ID: id, Status: StatusAccepted}
+		return s.receiveReceipt(from, env, l, id)
 	}
 	return Response{ID: id, Status: StatusRefused, Code: CodeFormat, Reason: fmt.Sprintf("unknown kind %d", l.Kind)}
+}
+
+// receiveMessage puts a message in the inbox. A message new to this node
+// is answered with a receipt and its deletion secret is shown to the
+// relays; a duplicate gets a receipt only when its sender delivers it
+// (it has not seen the receipt yet), and the secret goes to the relay
+// that brought it.
+func (s *Service) receiveMessage(from identity.Address, env *envelope.Envelope, l *envelope.Letter, id string) Response {
+	if _, err := s.cfg.DB.Inbox().Get(env.ID); err == nil {
+		s.duplicate(from, l)
+		return Response{ID: id, Status: StatusDuplicate}
+	}
+	exp, r, ok := s.verifyStamp(env, id)
+	if !ok {
+		return r
+	}
+	_, err := s.cfg.DB.Inbox().Add(store.InMsg{
+		ID: env.ID, From: l.From.String(), Subject: subject(l.Content), Content: l.Content,
+		Received: s.cfg.Now(), Expires: env.Expires,
+	})
+	switch {
+	case errors.Is(err, store.ErrDuplicate):
+		s.duplicate(from, l)
+		return Response{ID: id, Status: StatusDuplicate}
+	case err != nil:
+		s.log.Warn("messages: message not stored", "err", err)
+		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
+	}
+	s.spend(env.Stamp, exp)
+	s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindMail, ID: id, From: l.From.String(), Subject: subject(l.Content)})
+	s.background(func() {
+		if err := s.queueReceipt(l); err != nil {
+			s.log.Warn("messages: receipt not queued", "err", err)
+		}
+		s.dropCopies(s.ctx, from, l)
+	})
+	return Response{ID: id, Status: StatusAccepted}
+}
+
+// receiptEvery is how often at most a duplicate of a message is
+// answered with a receipt: a sender that delivers again has not seen the
+// last one, but each costs this node a stamp.
+const receiptEvery = 10 * time.Minute
+
+// duplicate acknowledges a message the inbox has already.
+func (s *Service) duplicate(from identity.Address, l *envelope.Letter) {
+	if from == l.From {
+		if s.receiptDue(l.ID) {
+			s.background(func() {
+				if err := s.queueReceipt(l); err != nil {
+					s.log.Warn("messages: receipt not queued", "err", err)
+				}
+			})
+		}
+		return
+	}
+	s.background(func() { s.deleteAt(s.ctx, from, l) })
+}
+
+// receiptDue reports whether a duplicate of message id may be answered
+// with a receipt now, and notes that it is.
+func (s *Service) receiptDue(id [16]byte) bool {
+	const maxNoted = 4096
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.receipted[id]; ok && now.Sub(t) < receiptEvery {
+		return false
+	}
+	if len(s.receipted) >= maxNoted {
+		for k, t := range s.receipted {
+			if now.Sub(t) >= receiptEvery {
+				delete(s.receipted, k)
+			}
+		}
+		if len(s.receipted) >= maxNoted {
+			clear(s.receipted)
+		}
+	}
+	s.receipted[id] = now
+	return true
+}
+
+// receiveReceipt marks the message a receipt acknowledges delivered. A
+// receipt for a message delivered already is a duplicate (relays hold
+// copies of a receipt as of a message): the relay that brought it is
+// told its secret.
+func (s *Service) receiveReceipt(from identity.Address, env *envelope.Envelope, l *envelope.Letter, id string) Response {
+	if s.wasDelivered(l) {
+		if from != l.From {
+			s.background(func() { s.deleteAt(s.ctx, from, l) })
+		}
+		return Response{ID: id, Status: StatusDuplicate}
+	}
+	exp, r, ok := s.verifyStamp(env, id)
+	if !ok {
+		return r
+	}
+	s.delivered(l)
+	s.spend(env.Stamp, exp)
+	s.background(func() { s.dropCopies(s.ctx, from, l) })
+	return Response{ID: id, Status: StatusAccepted}
+}
+
+// wasDelivered reports whether the message a receipt acknowledges is in
+// the outbox as delivered already.
+func (s *Service) wasDelivered(l *envelope.Letter) bool {
+	msgID, _, err := envelope.ParseReceipt(l)
+	if err != nil {
+		return false
+	}
+	m, err := s.cfg.DB.Outbox().Get(msgID)
+	return err == nil && m.State == store.OutDelivered
 }
 
 // delivered marks the message a receipt acknowledges as delivered.
@@ -221,7 +352,9 @@ func (s *Service) delivered(l *envelope.Letter) {
 }
 
 // fetchFrame answers a node that asks for the envelopes waiting for it:
-// only the recipient itself may fetch, which its session proves.
+// only the recipient itself may fetch, which its session proves. The
+// envelopes follow as msg requests, pushed from the service's own context
+// (the frame's ends once it is answered).
 func (s *Service) fetchFrame(ctx context.Context, f kernelapi.Frame) {
 	waiting, err := s.relay.ForRecipient(f.From)
 	if err != nil {
@@ -230,7 +363,7 @@ func (s *Service) fetchFrame(ctx context.Context, f kernelapi.Frame) {
 	}
 	s.reply(ctx, f, NameFetched, Fetched{Count: len(waiting)})
 	if len(waiting) > 0 {
-		s.pushWaiting(ctx, f.From)
+		s.pushFor(f.From)
 	}
 }
 
@@ -251,31 +384,6 @@ func (s *Service) deleteFrame(ctx context.Context, f kernelapi.Frame) {
 		s.log.Debug("messages: relay copy not deleted", "err", err)
 	}
 	s.reply(ctx, f, NameDeleted, Deleted{Deleted: err == nil})
-}
-
-// pushWaiting pushes the envelopes held for addr to it, if the node has
-// a session with it.
-func (s *Service) pushWaiting(ctx context.Context, addr identity.Address) {
-	waiting, err := s.relay.ForRecipient(addr)
-	if err != nil || len(waiting) == 0 {
-		return
-	}
-	for _, w := range waiting {
-		env, err := s.relay.Get(w.ID)
-		if err != nil {
-			continue // deleted or expired meanwhile
-		}
-		pctx, cancel := context.WithTimeout(ctx, sendTimeout)
-		r, err := push(pctx, s.ep, addr, hex.EncodeToString(w.ID[:]), env.Envelope)
-		cancel()
-		if err != nil {
-			s.log.Debug("messages: push to recipient failed", "peer", addr.String(), "err", err)
-			return // gone, or busy: it fetches later
-		}
-		if r.Status == StatusRefused {
-			s.log.Debug("messages: recipient refused an envelope", "peer", addr.String(), "code", r.Code)
-		}
-	}
 }
 
 // answer replies to a msg frame.
@@ -301,9 +409,16 @@ func (s *Service) refuse(ctx context.Context, f kernelapi.Frame, code wire.Code,
 	}
 }
 
-// refuseBusy tells a peer the service has no room for its frame now.
-func (s *Service) refuseBusy(ctx context.Context, f kernelapi.Frame) {
-	s.wg.Go(func() { s.refuse(ctx, f, wire.CodeBusy, "messages service busy: try again later") })
+// refuseBusy tells a peer the service has no room for its frame now. It
+// does not block: if the kernel has no room either, the peer's call times
+// out.
+func (s *Service) refuseBusy(f kernelapi.Frame) {
+	err := s.ep.Send(s.ctx, kernelapi.Endpoint, kernelapi.ErrorRequest{
+		To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: wire.CodeBusy, Text: "messages service busy: try again later",
+	})
+	if err != nil {
+		s.log.Debug("messages: busy error not sent", "peer", f.From.String(), "err", err)
+	}
 }
 
 // parseID parses a message id: 32 hex digits.

@@ -3,7 +3,6 @@ package messages
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -53,29 +52,55 @@ func (s *Service) deliverLoop(ctx context.Context) {
 	}
 }
 
-// deliverDue delivers the messages due now, a few at a time, and returns
-// when all have been tried.
+// deliverDue starts delivering the messages due now that are not being
+// delivered already, as long as fewer than maxSending are; the others
+// wait for the next round, which a delivery that ends starts (wake). It
+// does not wait for the deliveries: a message that takes long (minting,
+// an unreachable recipient) holds up no other.
 func (s *Service) deliverDue(ctx context.Context) {
 	due, err := s.cfg.DB.Outbox().Due(s.cfg.Now())
 	if err != nil {
 		s.log.Warn("messages: outbox not read", "err", err)
 		return
 	}
-	sem := make(chan struct{}, maxSending)
-	var wg sync.WaitGroup
 	for _, m := range due {
+		if !s.startSending(m.ID) {
+			continue
+		}
 		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
+		case s.sending <- struct{}{}:
+		default:
+			s.endSending(m.ID)
 			return
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		s.wg.Go(func() {
+			defer func() {
+				<-s.sending
+				s.endSending(m.ID)
+				s.wake()
+			}()
 			s.deliver(ctx, m.ID)
 		})
 	}
-	wg.Wait()
+}
+
+// startSending notes that message id is being delivered, and reports
+// whether it was not already.
+func (s *Service) startSending(id [16]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[id] {
+		return false
+	}
+	s.inFlight[id] = true
+	return true
+}
+
+// endSending notes that message id is no longer being delivered.
+func (s *Service) endSending(id [16]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.inFlight, id)
 }
 
 // deliver makes one attempt at a message: it mints its stamp if it has
@@ -97,7 +122,7 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 	if env.Stamp == "" {
 		if env, err = s.stamp(ctx, id, env); err != nil {
 			s.log.Debug("messages: stamp not minted", "err", err)
-			s.retry(id, m.Attempts, "")
+			s.retry(id, "")
 			return
 		}
 	}
@@ -113,7 +138,7 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 		return
 	}
 	if !direct && relays == 0 {
-		s.retry(id, m.Attempts, "")
+		s.retry(id, "")
 		return
 	}
 	s.setState(id, func(m *store.OutMsg) {
@@ -129,30 +154,39 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 			return
 		}
 		m.State = store.OutSent
-		m.NextAttempt = s.cfg.Now().Add(backoff(m.Attempts))
+		m.NextAttempt = s.next(m)
 	})
 }
 
-// backoff is the wait before the next attempt after n.
+// backoff is the wait before the next attempt after n attempts (n ≥ 1):
+// firstRetry, doubling up to maxRetry.
 func backoff(n int) time.Duration {
 	d := firstRetry
-	for range n {
-		if d >= maxRetry {
-			return maxRetry
-		}
+	for i := 1; i < n && d < maxRetry; i++ {
 		d *= 2
 	}
 	return min(d, maxRetry)
 }
 
+// next returns the time of the next attempt at m after its m.Attempts:
+// after the backoff, or when it expires if that is sooner, so that it is
+// marked expired then.
+func (s *Service) next(m *store.OutMsg) time.Time {
+	t := s.cfg.Now().Add(backoff(m.Attempts))
+	if m.Expires.Before(t) {
+		return m.Expires
+	}
+	return t
+}
+
 // retry plans the next attempt at a message that could not be placed.
-func (s *Service) retry(id [16]byte, attempts int, reason string) {
+func (s *Service) retry(id [16]byte, reason string) {
 	s.setState(id, func(m *store.OutMsg) {
 		if m.State.Final() {
 			return
 		}
 		m.Attempts++
-		m.NextAttempt = s.cfg.Now().Add(backoff(m.Attempts))
+		m.NextAttempt = s.next(m)
 		if reason != "" {
 			m.Reason = reason
 		}
@@ -221,13 +255,12 @@ func (s *Service) place(ctx context.Context, to identity.Address, id string, raw
 			return false, 0, fmt.Sprintf("the recipient refused it: %s (%s)", r.Code, r.Reason)
 		}
 	}
-	nodes := slices.DeleteFunc(s.closest(ctx, to.ID()), func(a identity.Address) bool { return a == to })
-	return false, s.pushCopies(ctx, nodes[:min(len(nodes), s.cfg.Replicas)], id, raw), ""
+	return false, s.pushCopies(ctx, s.closest(ctx, to.ID(), to), id, raw), ""
 }
 
 // closest returns up to Replicas addresses of the nodes closest to target,
-// this node excluded, closest first.
-func (s *Service) closest(ctx context.Context, target identity.ID) []identity.Address {
+// closest first, neither this node nor any of except.
+func (s *Service) closest(ctx context.Context, target identity.ID, except ...identity.Address) []identity.Address {
 	lctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
 	res, err := router.CallAs[dhtapi.LookupResult](lctx, s.ep, dhtapi.Endpoint, dhtapi.LookupRequest{Target: target})
@@ -237,7 +270,10 @@ func (s *Service) closest(ctx context.Context, target identity.ID) []identity.Ad
 	}
 	var out []identity.Address
 	for _, n := range res.Nodes {
-		if n.Address != s.cfg.Identity.Address && len(out) <= s.cfg.Replicas {
+		if len(out) == s.cfg.Replicas {
+			break
+		}
+		if n.Address != s.cfg.Identity.Address && !slices.Contains(except, n.Address) {
 			out = append(out, n.Address)
 		}
 	}
@@ -287,18 +323,6 @@ func (s *Service) pushTo(ctx context.Context, to identity.Address, id string, ra
 	return push(pctx, s.ep, to, id, raw)
 }
 
-// acknowledge answers a message this node received: with a receipt to its
-// sender, when it is new or the sender itself delivers it again, and by
-// showing the relays the deletion secret.
-func (s *Service) acknowledge(ctx context.Context, from identity.Address, l *envelope.Letter, fresh bool) {
-	if fresh || from == l.From {
-		if err := s.queueReceipt(l); err != nil {
-			s.log.Warn("messages: receipt not queued", "err", err)
-		}
-	}
-	s.dropCopies(ctx, from, l)
-}
-
 // queueReceipt puts the receipt of l in the outbox.
 func (s *Service) queueReceipt(l *envelope.Letter) error {
 	now := s.cfg.Now()
@@ -321,27 +345,16 @@ func (s *Service) queueReceipt(l *envelope.Letter) error {
 }
 
 // dropCopies shows the deletion secret of l to the relays that may hold
-// copies of it: the peer it came from, and the nodes closest to this
-// node's id.
+// copies of it: the nodes closest to this node's id, and the peer it came
+// from if that is not its sender.
 func (s *Service) dropCopies(ctx context.Context, from identity.Address, l *envelope.Letter) {
-	d := Delete{ID: hex.EncodeToString(l.ID[:]), Secret: l.Secret[:]}
-	nodes := s.closest(ctx, s.cfg.Identity.Address.ID())
+	nodes := s.closest(ctx, s.cfg.Identity.Address.ID(), l.From)
 	if from != l.From && !slices.Contains(nodes, from) {
 		nodes = append(nodes, from)
 	}
 	var wg sync.WaitGroup
 	for _, a := range nodes {
-		wg.Go(func() {
-			rctx, cancel := context.WithTimeout(ctx, reachTimeout)
-			defer cancel()
-			if _, err := s.ep.Call(rctx, dhtapi.Endpoint, dhtapi.ReachRequest{Address: a}); err != nil {
-				return
-			}
-			_, err := s.ep.Call(rctx, kernelapi.Endpoint, kernelapi.CallRequest{To: a, Name: NameDelete, Data: d})
-			if err != nil {
-				s.log.Debug("messages: msg_delete not answered", "peer", a.String(), "err", err)
-			}
-		})
+		wg.Go(func() { s.deleteAt(ctx, a, l) })
 	}
 	wg.Wait()
 }
@@ -350,10 +363,7 @@ func (s *Service) dropCopies(ctx context.Context, from identity.Address, l *enve
 // it; they push it.
 func (s *Service) fetch(ctx context.Context) {
 	for _, a := range s.closest(ctx, s.cfg.Identity.Address.ID()) {
-		rctx, cancel := context.WithTimeout(ctx, reachTimeout)
-		_, err := s.ep.Call(rctx, kernelapi.Endpoint, kernelapi.CallRequest{To: a, Name: NameFetch})
-		cancel()
-		if err != nil && !errors.Is(err, kernelapi.ErrNoSession) {
+		if err := s.callAt(ctx, a, NameFetch, nil); err != nil {
 			s.log.Debug("messages: msg_fetch not answered", "peer", a.String(), "err", err)
 		}
 	}

@@ -2,7 +2,7 @@ package messages
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -10,7 +10,6 @@ import (
 	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/nodetest"
-	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
@@ -18,6 +17,9 @@ import (
 
 // testBits is the stamp price of test networks: cheap to mint.
 const testBits = 8
+
+// debugLogger logs the services of test nodes; nil discards.
+var debugLogger *slog.Logger
 
 // testNode is a node with the messages service, in process.
 type testNode struct {
@@ -27,17 +29,28 @@ type testNode struct {
 
 // startNode starts a node with its store in dir (a new identity if id is
 // nil) that joins through boot.
-func startNode(t *testing.T, id *identity.Identity, dir string, boot ...string) *testNode {
+func startNode(t testing.TB, id *identity.Identity, dir string, boot ...string) *testNode {
+	t.Helper()
+	return startNodeWith(t, id, dir, nil, boot...)
+}
+
+// startNodeWith is startNode with a change to the service's Config.
+func startNodeWith(t testing.TB, id *identity.Identity, dir string, change func(*Config), boot ...string) *testNode {
 	t.Helper()
 	var svc *Service
 	n, err := nodetest.Start(nodetest.Config{
 		Dir: dir, Identity: id, Bootstrap: boot,
 		Hashcash: wire.HashcashPolicy{Purpose: testBits}, Names: Names,
 		Extra: func(n *nodetest.Node) []nodetest.Run {
-			svc = New(Config{
+			cfg := Config{
+				Logger: debugLogger,
 				Router: n.Router, Identity: n.ID, DB: n.DB, Bits: testBits,
 				Stamps: &stamps.Checker{Spent: n.DB.Stamps(), Policy: hashcash.Policy{Expiry: StampExpiry}},
-			})
+			}
+			if change != nil {
+				change(&cfg)
+			}
+			svc = New(cfg)
 			return []nodetest.Run{svc.Run}
 		},
 	})
@@ -49,14 +62,14 @@ func startNode(t *testing.T, id *identity.Identity, dir string, boot ...string) 
 }
 
 // join runs the node's bootstrap job.
-func (n *testNode) join(t *testing.T) {
+func (n *testNode) join(t testing.TB) {
 	t.Helper()
 	if _, err := n.Call(context.Background(), dhtapi.Endpoint, dhtapi.JobRequest{Job: "bootstrap"}); err != nil {
 		t.Fatalf("join: %v", err)
 	}
 }
 
-func (n *testNode) call(t *testing.T, req any) any {
+func (n *testNode) call(t testing.TB, req any) any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -68,7 +81,7 @@ func (n *testNode) call(t *testing.T, req any) any {
 }
 
 // waitFor polls cond until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -137,6 +150,3 @@ func TestOfflineDeliveryWithReceipt(t *testing.T) {
 		return n == 0
 	})
 }
-
-var _ = fmt.Sprint
-var _ = router.New

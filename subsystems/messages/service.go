@@ -29,6 +29,7 @@ const (
 	DefaultReplicas       = 8       // relays a message is stored on
 	DefaultMaxMessageSize = 8 << 20 // bytes of a message's content
 	DefaultExpiry         = 14 * 24 * time.Hour
+	DefaultHandOffEvery   = 10 * time.Minute
 	// StampExpiry is how long an envelope's stamp is valid: as long as
 	// the envelope lives, since relays hand it on to one another and to
 	// the recipient until it expires.
@@ -55,6 +56,9 @@ type Config struct {
 	MaxMessageSize int
 	// Expiry is how long a new message lives.
 	Expiry time.Duration
+	// HandOffEvery is how often the relay hands the envelopes it holds to
+	// nodes closer to their recipients (default DefaultHandOffEvery).
+	HandOffEvery time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -65,20 +69,34 @@ type Service struct {
 	log *slog.Logger
 
 	// Made anew by each Run.
-	ctx   context.Context // Run's: work that outlives the frame it came from
-	ep    *router.Endpoint
-	relay *store.Relay // the envelopes held for others
-	parts *assembler
-	work  chan struct{} // a token per frame being served
-	kick  chan struct{} // the outbox has new work
-	wg    sync.WaitGroup
+	ctx     context.Context // Run's: work that outlives the frame it came from
+	ep      *router.Endpoint
+	relay   *store.Relay // the envelopes held for others
+	parts   *assembler
+	work    chan struct{} // a token per frame being served
+	push    chan struct{} // a token per recipient being pushed to
+	sending chan struct{} // a token per message being delivered
+	bg      chan struct{} // a token per background job
+	kick    chan struct{} // the outbox has new work
+	hand    *handOff
+	wg      sync.WaitGroup
+
+	mu        sync.Mutex
+	peers     map[identity.Address]int  // sessions open, by peer
+	pushing   map[identity.Address]bool // recipients with a pusher: true if asked again
+	receipted map[[16]byte]time.Time    // duplicates answered with a receipt, when
+	inFlight  map[[16]byte]bool         // outgoing messages being delivered
 }
 
 // Limits of the service.
 const (
-	maxWork     = 32 // frames served at once
+	// maxWork bounds the frames served at once. The relay store commits
+	// the puts in flight together (group commit), so its throughput grows
+	// with this bound; a frame holds at most one part (PartSize bytes).
+	maxWork     = 256
+	maxPushers  = 16 // recipients pushed to at once
 	maxPending  = 2  // envelopes in parts per peer at once
-	inboxSize   = 256
+	inboxSize   = 512
 	sendTimeout = 2 * time.Minute // one push of an envelope to one peer
 )
 
@@ -117,7 +135,17 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.ep = ep
 	s.parts = newAssembler(s.maxEnvelope(), maxPending)
 	s.work = make(chan struct{}, maxWork)
+	s.push = make(chan struct{}, maxPushers)
+	s.bg = make(chan struct{}, maxBackground)
+	s.sending = make(chan struct{}, maxSending)
 	s.kick = make(chan struct{}, 1)
+	s.hand = newHandOff()
+	s.mu.Lock()
+	s.peers = make(map[identity.Address]int)
+	s.pushing = make(map[identity.Address]bool)
+	s.receipted = make(map[[16]byte]time.Time)
+	s.inFlight = make(map[[16]byte]bool)
+	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
@@ -127,21 +155,55 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	if err := kernelapi.Handle(ctx, s.cfg.Router, ep, Names...); err != nil {
 		return fmt.Errorf("messages: %w", err)
 	}
+	sessions, err := router.CallAs[[]kernelapi.PeerInfo](ctx, ep, kernelapi.Endpoint, kernelapi.SessionsRequest{})
+	if err != nil {
+		return fmt.Errorf("messages: sessions: %w", err)
+	}
+	for _, p := range sessions {
+		s.peerUp(p.Address)
+	}
 	s.wg.Go(func() { s.deliverLoop(ctx) })
+	s.wg.Go(func() { s.handOffLoop(ctx) })
 	ready()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case ev := <-up.C():
-			p := ev.(kernelapi.PeerEvent)
-			s.goWork(ctx, func() { s.pushWaiting(ctx, p.Address) })
+			s.peerUp(ev.(kernelapi.PeerEvent).Address)
 		case ev := <-down.C():
-			s.parts.forget(ev.(kernelapi.PeerEvent).Address)
+			s.peerDown(ev.(kernelapi.PeerEvent).Address)
 		case m := <-ep.Inbox():
 			s.serve(ctx, m)
 		}
 	}
+}
+
+// peerUp notes a session with a peer, pushes it what waits for it and
+// hands it the envelopes it is closer to than this node.
+func (s *Service) peerUp(a identity.Address) {
+	s.mu.Lock()
+	s.peers[a]++
+	s.mu.Unlock()
+	s.pushFor(a)
+	s.hand.peerUp(a)
+}
+
+// peerDown notes the end of a session with a peer.
+func (s *Service) peerDown(a identity.Address) {
+	s.mu.Lock()
+	if s.peers[a]--; s.peers[a] <= 0 {
+		delete(s.peers, a)
+	}
+	s.mu.Unlock()
+	s.parts.forget(a)
+}
+
+// connected reports whether the node has a session with a.
+func (s *Service) connected(a identity.Address) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peers[a] > 0
 }
 
 // serve starts the work of a message from the inbox; it never blocks.
@@ -153,25 +215,12 @@ func (s *Service) serve(ctx context.Context, m *router.Msg) {
 	mctx := m.Bind(ctx)
 	if f, ok := m.Body.(kernelapi.Frame); ok {
 		if !s.tryWork(func() { s.frame(mctx, f); m.Reply(nil, nil) }) {
-			s.refuseBusy(mctx, f)
 			m.Reply(nil, nil)
+			s.refuseBusy(f)
 		}
 		return
 	}
 	s.wg.Go(func() { m.Reply(s.request(mctx, m.Body)) })
-}
-
-// goWork runs fn on a goroutine of its own once a work token is free.
-func (s *Service) goWork(ctx context.Context, fn func()) {
-	s.wg.Go(func() {
-		select {
-		case s.work <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		defer func() { <-s.work }()
-		fn()
-	})
 }
 
 // tryWork runs fn on a goroutine of its own if a work token is free, and

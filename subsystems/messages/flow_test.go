@@ -1,0 +1,63 @@
+package messages
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/phpchat/phpchat-node/node/envelope"
+	"github.com/phpchat/phpchat-node/subsystems/msgapi"
+)
+
+// A relay pushing a hundred envelopes of nearly 1 MiB (two parts each) to
+// a recipient that just connected neither overflows nor stalls the
+// session: pings both ways keep their round trip short meanwhile, and
+// every envelope arrives.
+func TestPushFlowControl(t *testing.T) {
+	n := 100
+	if testing.Short() || raceEnabled {
+		n = 10
+	}
+	r := startNode(t, nil, t.TempDir())
+	cID := newIdentity(t)
+	sender := newIdentity(t)
+	content := bytes.Repeat([]byte("0123456789abcdef"), (1<<20-4096)/16)
+	now := time.Now()
+	for range n {
+		env, _ := sealed(t, sender, cID.Address, content, now, 0)
+		stampEnv(t, env, envelope.StampBits(env.BodySize(), testBits))
+		if env.Size() <= PartSize {
+			t.Fatalf("envelope of %d bytes travels in one part", env.Size())
+		}
+		r.hold(t, env)
+	}
+
+	c := startNode(t, cID, t.TempDir())
+	start := time.Now()
+	dial(t, c, r.Target())
+	var worst time.Duration
+	pings := 0
+	deadline := start.Add(5 * time.Minute)
+	// Pings paced, so that they measure the push rather than slow it.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for c.status(t).InboxTotal < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d envelopes arrived", c.status(t).InboxTotal, n)
+		}
+		worst = max(worst, ping(t, c, r.ID.Address), ping(t, r, c.ID.Address))
+		pings += 2
+		<-tick.C
+	}
+	took := time.Since(start)
+	t.Logf("%d envelopes of %d KiB in %v (%.1f MiB/s); %d pings, the slowest %v",
+		n, len(content)>>10, took.Round(time.Millisecond), float64(n)*float64(len(content))/(1<<20)/took.Seconds(), pings, worst.Round(time.Microsecond))
+	if worst > 5*time.Second {
+		t.Errorf("a ping took %v during the push", worst)
+	}
+	for _, m := range c.call(t, msgapi.ListRequest{}).([]msgapi.Summary) {
+		if m.Box == "inbox" && m.Size != len(content) {
+			t.Fatalf("message of %d bytes, want %d", m.Size, len(content))
+		}
+	}
+}
