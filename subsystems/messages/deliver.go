@@ -368,3 +368,21 @@ func (s *Service) fetch(ctx context.Context) {
 		}
 	}
 }
+
+// deliverTo makes an attempt now at the messages waiting for a peer that
+// has just connected, whatever their backoff: delivery within seconds of
+// the recipient coming online.
+func (s *Service) deliverTo(a identity.Address) {
+	out, err := s.cfg.DB.Outbox().List()
+	if err != nil {
+		s.log.Warn("messages: outbox not read", "err", err)
+		return
+	}
+	to := a.String()
+	for _, m := range out {
+		if m.To == to && !m.State.Final() && s.startSending(m.ID) {
+			s.deliver(s.ctx, m.ID)
+			s.endSending(m.ID)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/kernelapi"
 	"github.com/phpchat/phpchat-node/node/nodetest"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
@@ -148,5 +149,32 @@ func TestOfflineDeliveryWithReceipt(t *testing.T) {
 			n += r.call(t, msgapi.StatusRequest{}).(msgapi.Status).RelayStored
 		}
 		return n == 0
+	})
+}
+
+// A message whose recipient could not be reached is tried again as soon
+// as the recipient connects, not at the end of its backoff.
+func TestDeliveredWhenRecipientConnects(t *testing.T) {
+	a := startNode(t, nil, t.TempDir())
+	cID, err := identity.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := a.call(t, msgapi.SendRequest{To: cID.Address, Content: []byte("Subject: hi\r\n\r\nhello\r\n")}).(string)
+	mid, _ := parseID(id)
+	waitFor(t, 30*time.Second, "a first attempt", func() bool {
+		m, err := a.DB.Outbox().Get(mid)
+		return err == nil && m.Attempts >= 1
+	})
+	c := startNode(t, cID, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Call(ctx, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: a.Target()}); err != nil {
+		t.Fatal(err)
+	}
+	// The backoff is a minute: only the connection explains a delivery now.
+	waitFor(t, 20*time.Second, "delivery once C connected", func() bool {
+		_, err := c.DB.Inbox().Get(mid)
+		return err == nil
 	})
 }

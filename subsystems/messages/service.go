@@ -187,6 +187,7 @@ func (s *Service) peerUp(a identity.Address) {
 	s.mu.Unlock()
 	s.pushFor(a)
 	s.hand.peerUp(a)
+	s.background(func() { s.deliverTo(a) })
 }
 
 // peerDown notes the end of a session with a peer.
