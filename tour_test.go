@@ -85,7 +85,7 @@ func TestReadmeTour(t *testing.T) {
 	if strings.Contains(out, "level=") {
 		t.Errorf("node logs on the screen:\n%s", out)
 	}
-	for _, want := range []string{"Running:      yes", "Peers:        5 (5 in", "added 1 bob", "save ", "\n1:20:", "tour=" + tmp} {
+	for _, want := range []string{"Running:      yes", "Peers:        5 (5 in", "added 1 bob", " inbox ", "Hello", "save ", "\n1:20:", "tour=" + tmp} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the tour's output lacks %q:\n%s", want, out)
 		}
