@@ -203,7 +203,13 @@ func (s *session) Data(r io.Reader) error {
 	case errors.Is(err, smtp.ErrTooLongLine):
 		return errLineTooLong
 	case err != nil:
-		return err // too large (an *SMTPError), or the connection is gone: nothing is queued
+		var serr *smtp.SMTPError
+		if errors.As(err, &serr) {
+			return serr // too large
+		}
+		// A timeout, or the connection is gone: nothing is queued.
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+			Message: "the message was not received completely"}
 	}
 	if !s.b.begin() {
 		return unavailable("the gateway is stopping, try again later")
