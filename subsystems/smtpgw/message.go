@@ -11,7 +11,7 @@ import (
 func rewrite(msg []byte, from string, newID func() string) []byte {
 	hdr, body := splitHeader(msg)
 	nl := "\r\n"
-	if len(hdr) > 0 && !bytes.Contains(hdr, []byte("\r\n")) {
+	if bytes.Contains(msg, []byte("\n")) && !bytes.Contains(msg, []byte("\r\n")) {
 		nl = "\n"
 	}
 	var out bytes.Buffer
