@@ -133,8 +133,8 @@ func startGateway(t testing.TB, edit func(*Config)) *gateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := Config{
 		Router: r, Listen: "127.0.0.1:0", Domain: testDomain, Self: g.self, Nickname: testNickname,
-		Contacts: db.Contacts(),
-		Auth:     &mailauth.Checker{Credentials: mailauth.Credentials{User: g.user, Password: testPassword}},
+		Contacts:       db.Contacts(),
+		Auth:           &mailauth.Checker{Credentials: mailauth.Credentials{User: g.user, Password: testPassword}},
 		MaxMessageSize: 1 << 20, MaxRecipients: 5,
 	}
 	if edit != nil {
@@ -350,8 +350,8 @@ func TestReplies(t *testing.T) {
 
 	t.Run("malformed commands", func(t *testing.T) {
 		c := dial(t, g.addr)
-		c.do(500, "XYZZ y")  // unknown
-		c.do(501, "FOO bar") // mangled
+		c.do(500, "XYZZ y")                     // unknown
+		c.do(501, "FOO bar")                    // mangled
 		c.do(502, "MAIL FROM:<me@example.org>") // no EHLO
 		c.do(250, "EHLO client.example")
 		c.do(454, "AUTH PLAIN !!!") // not base64

@@ -26,7 +26,6 @@ import (
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 )
 
 // Endpoint is the gateway's router id, from which it calls the message
@@ -63,8 +62,9 @@ type Config struct {
 	Nickname string
 	// Contacts resolves nicknames; nil: addresses only.
 	Contacts *store.Contacts
-	// Auth checks logins (required).
-	Auth *mailauth.Checker
+	// Auth checks logins (required): a *mailauth.Checker, which logs a
+	// failure and slows its source down.
+	Auth Checker
 	// TLS enables STARTTLS; nil: none, and AUTH is refused unless the
 	// connection is over loopback.
 	TLS *tls.Config
@@ -79,6 +79,12 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SendTimeout bounds the queueing of one message's copies.
 	SendTimeout time.Duration
+}
+
+// A Checker checks a login from source (the client's IP address); it
+// returns false, after the source's delay, for wrong credentials.
+type Checker interface {
+	Check(source, user, password string) bool
 }
 
 // Server is the SMTP gateway subsystem.
