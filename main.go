@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -97,6 +98,7 @@ func newApp() *cli.App {
 			consoleCommand(),
 			sendCommand(),
 			messagesCommand(),
+			mailCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",
@@ -159,6 +161,9 @@ func settingFlag(key string) cli.Flag {
 	if d.List {
 		return &cli.StringSliceFlag{Name: key, Usage: usage + "; repeatable"}
 	}
+	if d.Bool {
+		return &cli.BoolFlag{Name: key, Usage: usage}
+	}
 	def := d.Default
 	if d.DefaultText != "" {
 		def = d.DefaultText
@@ -173,8 +178,12 @@ func (f flagSource) Value(key string) (string, string, bool) {
 	if !f.c.IsSet(key) {
 		return "", "", false
 	}
-	if d, _ := config.Lookup(key); d.List {
+	d, _ := config.Lookup(key)
+	switch {
+	case d.List:
 		return strings.Join(f.c.StringSlice(key), ","), "flag --" + key, true
+	case d.Bool:
+		return strconv.FormatBool(f.c.Bool(key)), "flag --" + key, true
 	}
 	return f.c.String(key), "flag --" + key, true
 }

@@ -68,6 +68,9 @@ func runNode(c *cli.Context) error {
 	if err := checkListen(s); err != nil {
 		return err
 	}
+	if err := checkMail(s); err != nil {
+		return err
+	}
 	created, err := l.Create()
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
@@ -195,10 +198,16 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		self.Close()
 		return nil, nil, nil, err
 	}
+	mail, mailInfo, err := mailGateways(l, s, id, db, r, logger)
+	if err != nil {
+		self.Close()
+		return nil, nil, nil, err
+	}
 	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute, messages.Contribute}}
+	infoSvc.Contributors = append(infoSvc.Contributors, mailInfo...)
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
-	return r, []supervisor.Subsystem{
+	return r, append([]supervisor.Subsystem{
 		{Name: "info", Required: true, Run: infoSvc.Run},
 		{Name: "disk", Run: disk.Run},
 		{Name: "kernel", Required: true, Run: k.Run},
@@ -208,7 +217,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		{Name: "cron", Run: sched.Run},
 		{Name: "talk", Run: talkSvc.Run},
 		{Name: "messages", Run: msgSvc.Run},
-	}, self.Close, nil
+	}, mail...), self.Close, nil
 }
 
 // cronInfo adds the scheduler's jobs to Info.
@@ -268,13 +277,21 @@ func poolMinter(ep *router.Endpoint, pr minerapi.Priority) func(context.Context,
 // localInfo describes the node from its data directory and settings.
 func localInfo(l config.Layout, s *config.Settings, id *identity.Identity) node.Info {
 	addr := id.Address.String()
-	return node.Info{
+	in := node.Info{
 		Version:     node.Version,
 		Address:     addr,
 		Fingerprint: id.Address.Fingerprint(),
-		MailAddress: addr + "@" + s.MailDomain,
+		MailAddress: mailUser(s, id),
+		MailUser:    mailUser(s, id),
 		Nickname:    s.Nickname,
 		Listen:      s.Listen,
 		DataDir:     l.Dir,
 	}
+	if s.IMAP {
+		in.IMAP = &s.IMAPListen
+	}
+	if s.SMTP {
+		in.SMTP = &s.SMTPListen
+	}
+	return in
 }

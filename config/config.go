@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Settings struct {
 	RelayQuota          uint64        // bytes of envelopes held for others
 	RelayRecipientQuota uint64        // the same, for one recipient
 
+	SMTP, IMAP              bool   // the mail gateways are on
+	SMTPListen, IMAPListen  string // their listen addresses
+	MailTLSCert, MailTLSKey string // their certificate and key, if any
+
 	// origins says where each value came from, such as "flag --listen".
 	origins map[string]string
 }
@@ -79,6 +84,9 @@ type Setting struct {
 	// comma-separated environment variable, a YAML sequence. Sources pass
 	// them joined by commas.
 	List bool
+	// Bool settings are switches: "true" or "false", a flag without a
+	// value.
+	Bool bool
 	// DefaultText, if set, is how help and documents show the default,
 	// when that is not the value itself.
 	DefaultText string
@@ -187,6 +195,48 @@ var Table = []Setting{
 	durationSetting("msg-expiry", "336h", "how long an offline message is delivered before it expires", time.Hour, 60*24*time.Hour, func(s *Settings, d time.Duration) { s.MsgExpiry = d }),
 	sizeSetting("relay-quota", "1GiB", "bytes of other nodes' messages this node holds", 0, 1<<50, func(s *Settings, n uint64) { s.RelayQuota = n }),
 	sizeSetting("relay-recipient-quota", "64MiB", "bytes of messages this node holds for one recipient", 0, 1<<50, func(s *Settings, n uint64) { s.RelayRecipientQuota = n }),
+	boolSetting("smtp", "serve the SMTP gateway: mail clients send offline messages through it", func(s *Settings, b bool) { s.SMTP = b }),
+	hostPortSetting("smtp-listen", "127.0.0.1:21025", "the SMTP gateway's listen address", func(s *Settings, v string) { s.SMTPListen = v }),
+	boolSetting("imap", "serve the IMAP gateway: mail clients read offline messages through it", func(s *Settings, b bool) { s.IMAP = b }),
+	hostPortSetting("imap-listen", "127.0.0.1:21143", "the IMAP gateway's listen address", func(s *Settings, v string) { s.IMAPListen = v }),
+	fileSetting("mail-tls-cert", "the mail gateways' TLS certificate (PEM): STARTTLS and TLS; needed for a listen address off loopback", func(s *Settings, v string) { s.MailTLSCert = v }),
+	fileSetting("mail-tls-key", "the private key of mail-tls-cert (PEM)", func(s *Settings, v string) { s.MailTLSKey = v }),
+}
+
+// boolSetting is a switch, off by default.
+func boolSetting(key, usage string, set func(*Settings, bool)) Setting {
+	return Setting{Key: key, Default: "false", Usage: usage, Bool: true, apply: func(s *Settings, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		set(s, b)
+		return nil
+	}}
+}
+
+// hostPortSetting is a listen address, host:port.
+func hostPortSetting(key, def, usage string, set func(*Settings, string)) Setting {
+	return Setting{Key: key, Default: def, Usage: usage, apply: func(s *Settings, v string) error {
+		if err := CheckHostPort(v); err != nil {
+			return err
+		}
+		set(s, v)
+		return nil
+	}}
+}
+
+// fileSetting is the path of a file that must exist, or empty.
+func fileSetting(key, usage string, set func(*Settings, string)) Setting {
+	return Setting{Key: key, Usage: usage, apply: func(s *Settings, v string) error {
+		if v != "" {
+			if _, err := os.Stat(v); err != nil {
+				return err
+			}
+		}
+		set(s, v)
+		return nil
+	}}
 }
 
 // sizeSetting is a setting of bytes (see ParseSize) from lo to hi.

@@ -30,7 +30,12 @@ type Info struct {
 	Nickname    string `json:"nickname"`
 	Listen      string `json:"listen"`
 	DataDir     string `json:"data_dir"`
-	Running     bool   `json:"running"`
+	// The mail gateways: their user, and their listen addresses (null
+	// when off).
+	MailUser string  `json:"mail_user"`
+	IMAP     *string `json:"imap"`
+	SMTP     *string `json:"smtp"`
+	Running  bool    `json:"running"`
 
 	// Set only while the node runs.
 	PID       int        `json:"pid,omitempty"`

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/supervisor"
+	"github.com/phpchat/phpchat-node/store"
+	"github.com/phpchat/phpchat-node/subsystems/mailauth"
+	"github.com/phpchat/phpchat-node/subsystems/smtpgw"
+)
+
+// mailTLS returns the mail gateways' TLS configuration, or nil when no
+// certificate is set.
+func mailTLS(s *config.Settings) (*tls.Config, error) {
+	if s.MailTLSCert == "" && s.MailTLSKey == "" {
+		return nil, nil
+	}
+	if s.MailTLSCert == "" || s.MailTLSKey == "" {
+		return nil, errors.New("mail-tls-cert and mail-tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(s.MailTLSCert, s.MailTLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// checkMail checks the settings of the mail gateways that are on: their
+// certificate, and that a gateway off loopback has one (passwords never
+// cross a network in clear), and tries their listen addresses.
+func checkMail(s *config.Settings) error {
+	if !s.SMTP && !s.IMAP {
+		return nil
+	}
+	tlsConf, err := mailTLS(s)
+	if err != nil {
+		return cli.Exit(s.Refuse("mail-tls-cert", err).Error(), exitSettings)
+	}
+	for _, g := range []struct {
+		on     bool
+		key    string
+		listen string
+	}{{s.SMTP, "smtp-listen", s.SMTPListen}, {s.IMAP, "imap-listen", s.IMAPListen}} {
+		if !g.on {
+			continue
+		}
+		if tlsConf == nil && !loopback(g.listen) {
+			return cli.Exit(s.Refuse(g.key, errors.New("a mail gateway off loopback needs TLS: set mail-tls-cert and mail-tls-key")).Error(), exitSettings)
+		}
+		ln, err := net.Listen("tcp", g.listen)
+		if err != nil {
+			return cli.Exit(s.Refuse(g.key, listenError(err)).Error(), exitSettings)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// loopback reports whether the host of hostport is a loopback address or
+// localhost.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// mailUser is the user of the mail gateways: the node's mail address.
+func mailUser(s *config.Settings, id *identity.Identity) string {
+	return id.Address.String() + "@" + s.MailDomain
+}
+
+// mailGateways returns the mail gateways that are on, as subsystems, and
+// the contributors that put their bound addresses in Info.
+func mailGateways(l config.Layout, s *config.Settings, id *identity.Identity, db *store.DB, r *router.Router, logger *slog.Logger) ([]supervisor.Subsystem, []node.Contributor, error) {
+	if !s.SMTP && !s.IMAP {
+		return nil, nil, nil
+	}
+	creds, err := mailauth.Load(l.MailPassword(), mailUser(s, id))
+	if err != nil {
+		return nil, nil, err
+	}
+	// One checker: failed logins count per source across both gateways.
+	auth := &mailauth.Checker{Credentials: creds, Logger: logger.With("subsystem", "mail")}
+	tlsConf, err := mailTLS(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("setting mail-tls-cert: %w", err)
+	}
+	var subs []supervisor.Subsystem
+	var infos []node.Contributor
+	if s.SMTP {
+		srv := smtpgw.New(smtpgw.Config{
+			Router: r, Logger: logger.With("subsystem", "smtp"), Listen: s.SMTPListen, Domain: s.MailDomain,
+			Self: id.Address, Nickname: s.Nickname, Contacts: db.Contacts(),
+			Auth: auth, TLS: tlsConf, MaxMessageSize: s.MaxMessageSize,
+		})
+		subs = append(subs, supervisor.Subsystem{Name: "smtp", Run: srv.Run})
+		infos = append(infos, func(_ context.Context, _ *router.Endpoint, in *node.Info) error {
+			if a := srv.Addr(); a != "" {
+				in.SMTP = &a // the bound address, as with port 0
+			}
+			return nil
+		})
+	}
+	return subs, infos, nil
+}
+
+// mailCommand is `mail`: the mail gateways.
+func mailCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mail",
+		Usage: "the mail gateways (IMAP and SMTP)",
+		Subcommands: []*cli.Command{{
+			Name:  "setup",
+			Usage: "print what a mail client needs: servers, ports, security, user and password",
+			Action: func(c *cli.Context) error {
+				if c.Args().Len() > 0 {
+					return cli.Exit("usage: phpchat-node mail setup", exitSettings)
+				}
+				return mailSetup(c)
+			},
+		}},
+	}
+}
+
+// mailSetup prints the mail client settings of the node's gateways.
+func mailSetup(c *cli.Context) error {
+	l, err := layout(c)
+	if err != nil {
+		return err
+	}
+	id, err := identity.Load(l.Key())
+	if errors.Is(err, fs.ErrNotExist) {
+		return cli.Exit(errNoNode(l).Error(), exitFailure)
+	}
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	s, err := resolveSettings(nil, l)
+	if err != nil {
+		return err
+	}
+	creds, err := mailauth.Load(l.MailPassword(), mailUser(s, id))
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailure)
+	}
+	security := "none: loopback only (set mail-tls-cert and mail-tls-key for TLS)"
+	if s.MailTLSCert != "" {
+		security = "STARTTLS, with the certificate of mail-tls-cert"
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "Your mail address:  %s\n\n", mailUser(s, id))
+	for _, g := range []struct {
+		name, listen string
+		on           bool
+		flag         string
+	}{{"IMAP (incoming)", s.IMAPListen, s.IMAP, "--imap"}, {"SMTP (outgoing)", s.SMTPListen, s.SMTP, "--smtp"}} {
+		host, port, _ := net.SplitHostPort(g.listen)
+		state := ""
+		if !g.on {
+			state = fmt.Sprintf("   (off: start the node with %s)", g.flag)
+		}
+		fmt.Fprintf(w, "%s%s\n  server:          %s\n  port:            %s\n  security:        %s\n  authentication:  normal password\n\n", g.name, state, host, port, security)
+	}
+	fmt.Fprintf(w, "User name:  %s\nPassword:   %s\n", creds.User, creds.Password)
+	if os.Getenv(mailauth.EnvPassword) == "" {
+		fmt.Fprintf(w, "            (kept in %s; %s overrides it)\n", l.MailPassword(), mailauth.EnvPassword)
+	}
+	return nil
+}
