@@ -22,15 +22,17 @@ import (
 
 // A variant is a set of rules to run.
 type variant struct {
-	name                   string
-	noRepublish, noHandoff bool
+	name                           string
+	noRepublish, noHandoff, repair bool
 }
 
 var variants = []variant{
-	{"full", false, false},
-	{"no-handoff", false, true},
-	{"no-republish", true, false},
-	{"neither", true, true},
+	{"full", false, false, false},
+	{"no-handoff", false, true, false},
+	{"no-republish", true, false, false},
+	{"neither", true, true, false},
+	{"repair", false, false, true},
+	{"repair-no-republish", true, false, true},
 }
 
 func main() {
@@ -49,7 +51,7 @@ func main() {
 	flag.DurationVar(&c.AwayMax, "away-max", c.AwayMax, "longest absence of a sender")
 	flag.DurationVar(&c.Horizon, "horizon", c.Horizon, "simulated time of a run at most")
 	flag.Uint64Var(&c.Seed, "seed", c.Seed, "random seed")
-	only := flag.String("variants", "full,no-handoff,no-republish,neither", "rule sets to run")
+	only := flag.String("variants", "full,no-handoff,no-republish,neither", "rule sets to run (also: repair, repair-no-republish: the hand-off job offers copies to the r closest it knows, not only to closer nodes)")
 	every := flag.Int("every", 4, "print copies per message every this many samples")
 	flag.Parse()
 
@@ -66,7 +68,7 @@ func main() {
 			continue
 		}
 		c := c
-		c.NoRepublish, c.NoHandoff = v.noRepublish, v.noHandoff
+		c.NoRepublish, c.NoHandoff, c.Repair = v.noRepublish, v.noHandoff, v.repair
 		t0 := time.Now()
 		res, err := dhtsim.SimulateMessages(context.Background(), c)
 		if err != nil {

@@ -18,11 +18,11 @@ import (
 // Timing of the offline-message service (subsystems/messages and the DHT's
 // ping job), in simulated time.
 const (
-	FirstRetry   = time.Minute        // a message is published again after this, doubling
-	MaxRetry     = time.Hour          // up to this
-	FetchEvery   = 5 * time.Minute    // a node asks the nodes closest to its id for its mail
-	HandoffEvery = 10 * time.Minute   // a relay hands its copies to closer nodes
-	PingEvery    = 15 * time.Minute   // tables drop the nodes that left
+	FirstRetry   = time.Minute         // a message is published again after this, doubling
+	MaxRetry     = time.Hour           // up to this
+	FetchEvery   = 5 * time.Minute     // a node asks the nodes closest to its id for its mail
+	HandoffEvery = 10 * time.Minute    // a relay hands its copies to closer nodes
+	PingEvery    = 15 * time.Minute    // tables drop the nodes that left
 	Expiry       = 14 * 24 * time.Hour // a message's lifetime
 )
 
@@ -49,6 +49,11 @@ type MsgConfig struct {
 
 	NoRepublish bool // the sender publishes a message once, not until its receipt
 	NoHandoff   bool // relays keep their copies to themselves
+	// Repair makes the hand-off job offer a copy to all the r closest
+	// nodes its relay knows (itself counted), not only to those closer
+	// than itself, which restores the copies of relays that left (not a
+	// rule of the service: a variant to measure).
+	Repair bool
 
 	Horizon     time.Duration // the run ends then, or when every receipt is back
 	SampleEvery time.Duration // copies per message are counted this often
@@ -191,8 +196,11 @@ type msgSim struct {
 	msgs   []int // the messages' envelopes
 	stable []*peer
 	waits  map[[2]*peer]bool // pushes on connect planned
-	res    MsgResult
-	err    error
+	// bySender is true while a sender hands a message to its recipient
+	// (else a relay does, which may be the sender's node too).
+	bySender bool
+	res      MsgResult
+	err      error
 }
 
 // newMsgSim builds the network: Nodes+Recipients nodes join, the
@@ -398,7 +406,9 @@ func (s *msgSim) attempt(ei int) {
 		return
 	}
 	found := s.lookup(p, e.to.nd.Info.ID())
+	s.bySender = true
 	direct := len(found) > 0 && found[0] == e.to && s.receive(e.to, ei, p)
+	s.bySender = false
 	relays := 0
 	if !direct {
 		nodes := slices.DeleteFunc(s.closest(found, p), func(n *peer) bool { return n == e.to })
@@ -517,7 +527,7 @@ func (s *msgSim) receive(r *peer, ei int, from *peer) bool {
 		s.res.Received++
 		s.res.ToInbox = append(s.res.ToInbox, s.now-e.created)
 		s.res.AfterOnline = append(s.res.AfterOnline, s.now-max(r.online, e.created))
-		if from != e.from {
+		if !s.bySender {
 			s.res.ByRelay++
 		}
 	}
@@ -625,7 +635,6 @@ func (s *msgSim) handoff(n *peer) {
 		n.handing = false
 		return
 	}
-	self := n.nd.Info.ID()
 	for _, ei := range slices.Sorted(maps.Keys(n.held)) {
 		e := s.envs[ei]
 		if s.now >= e.created+Expiry {
@@ -633,9 +642,9 @@ func (s *msgSim) handoff(n *peer) {
 			continue
 		}
 		target := e.to.nd.Info.ID()
-		for _, c := range n.nd.Table.Closest(target, s.cfg.Replicas) {
+		for _, c := range s.handoffTargets(n, target) {
 			cp := s.byAddr[c.Address]
-			if cp == e.to || !dht.Closer(target, c.ID(), self) {
+			if cp == e.to {
 				continue
 			}
 			if !cp.up() {
@@ -646,6 +655,22 @@ func (s *msgSim) handoff(n *peer) {
 		}
 	}
 	s.at(s.now+HandoffEvery, func() { s.handoff(n) })
+}
+
+// handoffTargets returns the nodes relay n offers a copy for target to:
+// those of the r closest it knows that are closer than itself or, with
+// Repair, all the others of the r closest it knows, itself included.
+func (s *msgSim) handoffTargets(n *peer, target identity.ID) []dht.Node {
+	r := s.cfg.Replicas
+	cands := n.nd.Table.Closest(target, r)
+	closer := 0
+	for closer < len(cands) && dht.Closer(target, cands[closer].ID(), n.nd.Info.ID()) {
+		closer++
+	}
+	if !s.cfg.Repair || closer == len(cands) {
+		return cands[:closer]
+	}
+	return cands[:min(r-1, len(cands))] // n is among the r closest
 }
 
 // join brings a new node into the network through a random stable node.
