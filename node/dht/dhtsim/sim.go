@@ -28,6 +28,10 @@ type Net struct {
 
 	mu     sync.RWMutex
 	byAddr map[identity.Address]*Node
+
+	// onContact, if set, is told of every request that reached a node
+	// (the message simulator's sessions).
+	onContact func(from, to *Node)
 }
 
 // Node is one simulated node.
@@ -87,6 +91,9 @@ func (f finder) FindNode(ctx context.Context, n dht.Node, target identity.ID) ([
 	// Both ends learn of each other, as after a real handshake.
 	to.Table.Add(f.from.Info)
 	f.from.Table.Add(to.Info)
+	if h := f.from.net.onContact; h != nil {
+		h(f.from, to)
+	}
 	return to.Table.Closest(target, dht.K), nil
 }
 
@@ -105,22 +112,29 @@ func (nt *Net) Join(ctx context.Context) error {
 		if i == 0 {
 			continue
 		}
-		seed := nt.Nodes[nt.rng.IntN(i)]
-		nd.Table.Add(seed.Info)
-		if _, _, err := nd.Lookup(ctx, nd.Table.Self()); err != nil {
-			return fmt.Errorf("node %d joins: %w", i, err)
+		if err := nt.joinNode(ctx, nd, nt.Nodes[nt.rng.IntN(i)]); err != nil {
+			return fmt.Errorf("node %d %w", i, err)
 		}
-		ids := nd.Table.Stale(0, func(b int) identity.ID {
-			var r [32]byte
-			for j := range r {
-				r[j] = byte(nt.rng.Uint32())
-			}
-			return dht.RandomIDInBucket(nd.Table.Self(), b, r[:])
-		})
-		for _, id := range ids[:min(len(ids), dht.MaxRefreshes)] {
-			if _, _, err := nd.Lookup(ctx, id); err != nil {
-				return fmt.Errorf("node %d refreshes: %w", i, err)
-			}
+	}
+	return nil
+}
+
+// joinNode bootstraps nd through seed: see Join.
+func (nt *Net) joinNode(ctx context.Context, nd, seed *Node) error {
+	nd.Table.Add(seed.Info)
+	if _, _, err := nd.Lookup(ctx, nd.Table.Self()); err != nil {
+		return fmt.Errorf("joins: %w", err)
+	}
+	ids := nd.Table.Stale(0, func(b int) identity.ID {
+		var r [32]byte
+		for j := range r {
+			r[j] = byte(nt.rng.Uint32())
+		}
+		return dht.RandomIDInBucket(nd.Table.Self(), b, r[:])
+	})
+	for _, id := range ids[:min(len(ids), dht.MaxRefreshes)] {
+		if _, _, err := nd.Lookup(ctx, id); err != nil {
+			return fmt.Errorf("refreshes: %w", err)
 		}
 	}
 	return nil
