@@ -227,8 +227,11 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 		return nil, s.st.reply("append", err)
 	}
 	content, err := io.ReadAll(io.LimitReader(r, int64(s.st.maxSize)+1))
+	if err == nil && int64(len(content)) < r.Size() {
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil {
-		return nil, err // the connection is broken: nothing was stored
+		return nil, err // the client stopped: nothing was stored
 	}
 	if len(content) > s.st.maxSize {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "Message larger than max-message-size"}
