@@ -105,7 +105,7 @@ func (st *state) open(name string) (*mailbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	mb := &mailbox{st: st, rec: rec, msgIDs: map[string]imap.UID{}}
+	mb := &mailbox{st: st, id: rec.ID, rec: rec, msgIDs: map[string]imap.UID{}}
 	switch name {
 	case inboxName:
 		mb.kind = viewInbox
@@ -160,6 +160,7 @@ type mailbox struct {
 	st      *state
 	tracker *imapserver.MailboxTracker
 	kind    int
+	id      uint32 // the store's mailbox id, which never changes
 
 	mu       sync.Mutex
 	rec      store.Mailbox
@@ -430,7 +431,7 @@ func (mb *mailbox) expungeLocked(idx []int) error {
 func (mb *mailbox) content(m *message) ([]byte, error) {
 	switch {
 	case !m.view():
-		return mb.st.db.Mailboxes().Content(mb.rec.ID, uint32(m.uid))
+		return mb.st.db.Mailboxes().Content(mb.id, uint32(m.uid))
 	case mb.kind == viewInbox:
 		in, err := mb.st.db.Inbox().Get(m.rec.Ref)
 		return in.Content, err
