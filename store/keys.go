@@ -43,6 +43,12 @@ const (
 	prefixRelayUse   = "relay-use/"   // relay-use/<recipient> → count and bytes held for it
 	prefixRelayTotal = "relay-total/" // relay-total/ → count and bytes held in all
 	prefixRelayDone  = "relay-done/"  // relay-done/<id> → empty, TTL its expiry: deleted by receipt
+
+	// Mailboxes of the IMAP gateway (mailbox.go): mailbox ids and UIDs are
+	// 4 bytes big-endian.
+	prefixMbox     = "mbox/"      // mbox/<name> → JSON Mailbox
+	prefixMboxMsg  = "mbox-msg/"  // mbox-msg/<mailbox id><uid> → JSON MailboxMsg without its content
+	prefixMboxBody = "mbox-body/" // mbox-body/<mailbox id><uid> → the content of a message the gateway holds
 )
 
 // prefixes lists every prefix above.
@@ -51,6 +57,7 @@ var prefixes = []string{
 	prefixOut, prefixOutBody, prefixOutEnv, prefixOutNum, prefixOutDue,
 	prefixIn, prefixInBody, prefixInNum, prefixInGone,
 	prefixRelay, prefixRelayTo, prefixRelayExp, prefixRelayUse, prefixRelayTotal, prefixRelayDone,
+	prefixMbox, prefixMboxMsg, prefixMboxBody,
 }
 
 // Counters, each a badger.Sequence under prefixSeq.
@@ -58,6 +65,7 @@ const (
 	seqContact = prefixSeq + "contact"
 	seqOut     = prefixSeq + "out"
 	seqIn      = prefixSeq + "in"
+	seqMbox    = prefixSeq + "mbox"
 )
 
 func metaKey(name string) []byte { return []byte(prefixMeta + name) }
@@ -110,3 +118,11 @@ func relayToKey(rcpt [32]byte, stored time.Time, id [16]byte) []byte {
 }
 
 func relayUseKey(rcpt [32]byte) []byte { return append([]byte(prefixRelayUse), rcpt[:]...) }
+
+func mboxKey(name string) []byte { return []byte(prefixMbox + name) }
+
+// mboxMsgKey is prefix followed by a mailbox id and a UID.
+func mboxMsgKey(prefix string, mbox, uid uint32) []byte {
+	k := binary.BigEndian.AppendUint32([]byte(prefix), mbox)
+	return binary.BigEndian.AppendUint32(k, uid)
+}
