@@ -16,10 +16,11 @@ import (
 	"github.com/phpchat/phpchat-node/config"
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/supervisor"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
+	"github.com/phpchat/phpchat-node/subsystems/imapgw"
 	"github.com/phpchat/phpchat-node/subsystems/smtpgw"
 )
 
@@ -117,6 +118,20 @@ func mailGateways(l config.Layout, s *config.Settings, id *identity.Identity, db
 		infos = append(infos, func(_ context.Context, _ *router.Endpoint, in *node.Info) error {
 			if a := srv.Addr(); a != "" {
 				in.SMTP = &a // the bound address, as with port 0
+			}
+			return nil
+		})
+	}
+	if s.IMAP {
+		srv := imapgw.New(imapgw.Config{
+			Router: r, Logger: logger.With("subsystem", "imap"), DB: db, Listen: s.IMAPListen,
+			Auth: auth, TLS: tlsConf, MaxMessageSize: s.MaxMessageSize,
+		})
+		subs = append(subs, supervisor.Subsystem{Name: "imap", Run: srv.Run})
+		infos = append(infos, func(_ context.Context, _ *router.Endpoint, in *node.Info) error {
+			if a := srv.Addr(); a != nil {
+				addr := a.String()
+				in.IMAP = &addr
 			}
 			return nil
 		})

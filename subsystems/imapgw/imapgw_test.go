@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 )
 

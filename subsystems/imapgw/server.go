@@ -30,9 +30,9 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 )
 
 // A session is one client's connection.

@@ -15,11 +15,11 @@ import (
 
 	"github.com/phpchat/phpchat-node/hashcash"
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/nodetest"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/stamps"
 	"github.com/phpchat/phpchat-node/node/wire"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 	"github.com/phpchat/phpchat-node/subsystems/messages"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 	"github.com/phpchat/phpchat-node/subsystems/smtpgw"

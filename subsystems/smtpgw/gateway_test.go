@@ -27,9 +27,9 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/node/identity"
+	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
-	"github.com/phpchat/phpchat-node/subsystems/mailauth"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
 )
 
