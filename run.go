@@ -172,7 +172,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 	dhtSvc := &dht.Service{
 		Router: r, Logger: logger.With("subsystem", "dht"), Self: id.Address, Table: dht.NewTable(id.Address),
 		Meta: db.Meta(), Checker: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: dht.StampExpiry}}, Bits: s.NodeFindBits,
-		Bootstrap: s.Bootstrap, Mint: poolMinter(self, minerapi.Background),
+		Bootstrap: s.Bootstrap, Connect: s.Connect, Mint: poolMinter(self, minerapi.Background),
 	}
 	talkSvc := talk.New(talk.Config{
 		Router: r, Logger: logger.With("subsystem", "talk"), Self: id.Address, Contacts: db.Contacts(),

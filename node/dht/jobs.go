@@ -126,7 +126,7 @@ func (s *Service) bootstrap(ctx context.Context) error {
 func (s *Service) warnEmpty() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.warned || s.haveSeen {
+	if s.warned || s.haveSeen || len(s.Connect) > 0 {
 		return
 	}
 	s.warned = true

@@ -42,6 +42,9 @@ type Service struct {
 	Mint func(ctx context.Context, resource string, bits int) (string, error)
 	// Bootstrap lists the seed nodes: host:port or address@host:port.
 	Bootstrap []string
+	// Connect lists the peers the kernel keeps connected (--connect):
+	// the table fills from them, so with some the node is not alone.
+	Connect []string
 	// RequestTimeout bounds one node_find (default 10 s).
 	RequestTimeout time.Duration
 	// MaxLookups bounds the lookups that run at once (DefaultMaxLookups if
@@ -306,7 +309,7 @@ func (s *Service) stats() dhtapi.Stats {
 		seen := s.haveSeen
 		s.mu.Unlock()
 		switch {
-		case len(s.Bootstrap) == 0 && !seen:
+		case len(s.Bootstrap) == 0 && len(s.Connect) == 0 && !seen:
 			st.Note = "empty: no peers and no bootstrap nodes"
 		default:
 			st.Note = "empty: no peer reached yet"

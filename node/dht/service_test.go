@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -89,5 +90,22 @@ func TestPeerFailed(t *testing.T) {
 		if got := peerFailed(tc.err); got != tc.want {
 			t.Errorf("peerFailed(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// A node alone says so once; one with --connect peers is not alone.
+func TestEmptyTableWarnedOnce(t *testing.T) {
+	var buf strings.Builder
+	s := &Service{Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	s.warnEmpty()
+	s.warnEmpty()
+	if n := strings.Count(buf.String(), "routing table is empty"); n != 1 {
+		t.Fatalf("warned %d times, want once:\n%s", n, buf.String())
+	}
+	buf.Reset()
+	s = &Service{Logger: slog.New(slog.NewTextHandler(&buf, nil)), Connect: []string{"127.0.0.1:25000"}}
+	s.warnEmpty()
+	if buf.Len() != 0 {
+		t.Fatalf("warned with --connect peers set:\n%s", buf.String())
 	}
 }
