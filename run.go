@@ -181,7 +181,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 	msgSvc := messages.New(messages.Config{
 		Router: r, Logger: logger.With("subsystem", "messages"), Identity: id, DB: db,
 		Stamps: &stamps.Checker{Spent: db.Stamps(), Policy: hashcash.Policy{Expiry: s.MsgExpiry + 48*time.Hour}},
-		Bits:   s.MsgBits, Replicas: s.MsgReplicas, MaxMessageSize: s.MaxMessageSize, Expiry: s.MsgExpiry,
+		Bits:   s.MsgBits, Replicas: s.MsgReplicas, MaxMessageSize: s.MaxMessageSize, Expiry: s.MsgExpiry, MailDomain: s.MailDomain,
 		RelayLimits: store.RelayLimits{MaxBytes: int64(s.RelayQuota), MaxRecipientBytes: int64(s.RelayRecipientQuota)},
 	})
 	k, err := kernel.New(kernel.Config{

@@ -42,7 +42,7 @@ const (
 	prefixRelayExp   = "relay-exp/"   // relay-exp/<expires><id> → ledger entry, no TTL
 	prefixRelayUse   = "relay-use/"   // relay-use/<recipient> → count and bytes held for it
 	prefixRelayTotal = "relay-total/" // relay-total/ → count and bytes held in all
-	prefixRelayDone  = "relay-done/"  // relay-done/<id> → empty, TTL its expiry: deleted by receipt
+	prefixRelayDone  = "relay-done/"  // relay-done/<id><secret hash> → empty, TTL its expiry: deleted by receipt
 
 	// Mailboxes of the IMAP gateway (mailbox.go): mailbox ids and UIDs are
 	// 4 bytes big-endian.

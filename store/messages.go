@@ -307,6 +307,9 @@ type InMsg struct {
 	Received time.Time `json:"received"`
 	Expires  time.Time `json:"expires"` // the envelope's expiry: a deleted message is a duplicate until then
 	Read     bool      `json:"read"`
+	// SecretHash is the envelope's: with From it tells the message from
+	// another sent under the same id.
+	SecretHash [32]byte `json:"secret_hash"`
 }
 
 // Inbox holds the messages this node received, each once: a message

@@ -42,6 +42,12 @@ func (d *DB) update(durable bool, fn func(txn *badger.Txn) error) error {
 	if err := d.room(); err != nil {
 		return err
 	}
+	return d.updateAnyway(durable, fn)
+}
+
+// updateAnyway is update even when the disk is nearly full: for writes
+// that free space (deletes, the relay's sweep), which must go on then.
+func (d *DB) updateAnyway(durable bool, fn func(txn *badger.Txn) error) error {
 	var err error
 	for range maxConflictRetries {
 		if err = d.db.Update(fn); !errors.Is(err, badger.ErrConflict) {

@@ -430,6 +430,11 @@ func absent(txn *badger.Txn, keys ...[]byte) error {
 }
 
 func (r *Relay) put(txn *badger.Txn, env RelayEnvelope, now time.Time) (result, err error) {
+	// Peers fill the relay store: never while the disk is nearly full
+	// (deletes and the sweep, which free space, go on).
+	if err := r.d.room(); err != nil {
+		return err, nil
+	}
 	ttl := time.Until(env.Expires)
 	if !env.Expires.After(now) || ttl <= 0 {
 		return ErrExpired, nil
@@ -438,7 +443,7 @@ func (r *Relay) put(txn *badger.Txn, env RelayEnvelope, now time.Time) (result, 
 	ledger := timeIDKey(prefixRelayExp, env.Expires, env.ID)
 	// The ledger entry is there without the record when the record has
 	// expired and not been swept yet: counting it again would drift.
-	switch err := absent(txn, key, idKey(prefixRelayDone, env.ID), ledger); {
+	switch err := absent(txn, key, doneKey(env.ID, env.SecretHash), ledger); {
 	case errors.Is(err, ErrDuplicate):
 		return err, nil
 	case err != nil:
@@ -505,7 +510,7 @@ func (r *Relay) delete(txn *badger.Txn, id [16]byte, secret []byte) (result, err
 		return nil, err
 	}
 	if ttl := time.Until(env.Expires); ttl > 0 {
-		return nil, txn.SetEntry(badger.NewEntry(idKey(prefixRelayDone, id), nil).WithTTL(ttl))
+		return nil, txn.SetEntry(badger.NewEntry(doneKey(id, env.SecretHash), nil).WithTTL(ttl))
 	}
 	return nil, nil
 }
@@ -533,7 +538,7 @@ func (r *Relay) sweep() error {
 	now := r.now()
 	for {
 		n := 0
-		err := r.d.update(false, func(txn *badger.Txn) error {
+		err := r.d.updateAnyway(false, func(txn *badger.Txn) error {
 			var expired []RelayEnvelope
 			n = 0
 			err := scanPrefix(txn, []byte(prefixRelayExp), func(k, v []byte) error {
@@ -742,4 +747,11 @@ func decodeLedger(k, v []byte) (RelayEnvelope, error) {
 	env.Stored = fromUnixNano(v[64:72])
 	env.Size = int(binary.BigEndian.Uint64(v[72:]))
 	return env, nil
+}
+
+// doneKey marks an envelope deleted by its secret: by id and secret hash,
+// so that another envelope under the same id (one made to squat it) and
+// deleted by its own secret does not bar the real one.
+func doneKey(id [16]byte, secretHash [32]byte) []byte {
+	return append(idKey(prefixRelayDone, id), secretHash[:]...)
 }

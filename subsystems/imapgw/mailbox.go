@@ -359,6 +359,13 @@ func (mb *mailbox) addLocked(msgs []store.MailboxMsg, set func(*message)) error 
 // their UIDs. In Sent, a message whose Message-ID is there already is not
 // stored again: its UID is returned.
 func (mb *mailbox) add(msgs []store.MailboxMsg) ([]imap.UID, uint32, error) {
+	if mb.kind == viewSent {
+		// A client appends its copy right after sending: the message
+		// may be in the outbox already, not yet in the view.
+		if err := mb.sync(true); err != nil {
+			return nil, 0, err
+		}
+	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if mb.gone {

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -70,7 +71,7 @@ func (s *Service) msgFrame(ctx context.Context, f kernelapi.Frame) {
 // holds reports whether the envelope that begins with the first part
 // first is for another node and held by the relay store already.
 func (s *Service) holds(first []byte) bool {
-	const idAt, rcptAt = 5, 21
+	const idAt, rcptAt, secretAt = 5, 21, 69
 	if len(first) < envelope.HeaderSize {
 		return false
 	}
@@ -79,8 +80,9 @@ func (s *Service) holds(first []byte) bool {
 	if identity.Address(first[rcptAt:rcptAt+32]) == s.cfg.Identity.Address {
 		return false // the inbox must open it to acknowledge it
 	}
-	_, err := s.relay.Get(id)
-	return err == nil
+	held, err := s.relay.Get(id)
+	// Only the same envelope: another under the same id is refused whole.
+	return err == nil && bytes.Equal(held.SecretHash[:], first[secretAt:secretAt+32])
 }
 
 // accept takes a whole envelope from the peer from, which its parts named
@@ -163,7 +165,12 @@ func (s *Service) spend(stamp string, exp time.Time) {
 // long as it is valid, held or deleted. A refusal for quota therefore
 // costs the sender nothing: it may try again later.
 func (s *Service) hold(ctx context.Context, env *envelope.Envelope, raw []byte, id string) Response {
-	if _, err := s.relay.Get(env.ID); err == nil {
+	if held, err := s.relay.Get(env.ID); err == nil {
+		if held.SecretHash != env.SecretHash {
+			// Someone squats the id: the real message must not look
+			// placed, nor be dropped by the squatter's secret.
+			return Response{ID: id, Status: StatusRefused, Code: CodeConflict, Reason: "another envelope has this id"}
+		}
 		return Response{ID: id, Status: StatusDuplicate}
 	}
 	if _, r, ok := s.verifyStamp(env, id); !ok {
@@ -214,7 +221,12 @@ func (s *Service) receive(ctx context.Context, from identity.Address, env *envel
 // (it has not seen the receipt yet), and the secret goes to the relay
 // that brought it.
 func (s *Service) receiveMessage(from identity.Address, env *envelope.Envelope, l *envelope.Letter, id string) Response {
-	if _, err := s.cfg.DB.Inbox().Get(env.ID); err == nil {
+	if old, err := s.cfg.DB.Inbox().Get(env.ID); err == nil {
+		if old.From != l.From.String() || old.SecretHash != env.SecretHash {
+			// Another message under this id (sent first to squat it):
+			// no receipt, and the secret of neither is shown.
+			return Response{ID: id, Status: StatusRefused, Code: CodeConflict, Reason: "another message has this id"}
+		}
 		s.duplicate(from, l)
 		return Response{ID: id, Status: StatusDuplicate}
 	}
@@ -222,9 +234,10 @@ func (s *Service) receiveMessage(from identity.Address, env *envelope.Envelope, 
 	if !ok {
 		return r
 	}
+	content := setFrom(l.Content, s.mailAddress(l.From))
 	_, err := s.cfg.DB.Inbox().Add(store.InMsg{
-		ID: env.ID, From: l.From.String(), Subject: subject(l.Content), Content: l.Content,
-		Received: s.cfg.Now(), Expires: env.Expires,
+		ID: env.ID, From: l.From.String(), Subject: subject(content), Content: content,
+		Received: s.cfg.Now(), Expires: env.Expires, SecretHash: env.SecretHash,
 	})
 	switch {
 	case errors.Is(err, store.ErrDuplicate):
@@ -262,7 +275,8 @@ func (s *Service) duplicate(from identity.Address, l *envelope.Letter) {
 		}
 		return
 	}
-	s.background(func() { s.deleteAt(s.ctx, from, l) })
+	d := deletion(l) // not the letter: it may be megabytes
+	s.tryBackground(func() { s.deleteAt(s.ctx, from, d) })
 }
 
 // receiptDue reports whether a duplicate of message id may be answered
@@ -296,7 +310,8 @@ func (s *Service) receiptDue(id [16]byte) bool {
 func (s *Service) receiveReceipt(from identity.Address, env *envelope.Envelope, l *envelope.Letter, id string) Response {
 	if s.wasDelivered(l) {
 		if from != l.From {
-			s.background(func() { s.deleteAt(s.ctx, from, l) })
+			d := deletion(l) // not the letter: it may be megabytes
+			s.tryBackground(func() { s.deleteAt(s.ctx, from, d) })
 		}
 		return Response{ID: id, Status: StatusDuplicate}
 	}

@@ -352,9 +352,10 @@ func (s *Service) dropCopies(ctx context.Context, from identity.Address, l *enve
 	if from != l.From && !slices.Contains(nodes, from) {
 		nodes = append(nodes, from)
 	}
+	d := deletion(l)
 	var wg sync.WaitGroup
 	for _, a := range nodes {
-		wg.Go(func() { s.deleteAt(ctx, a, l) })
+		wg.Go(func() { s.deleteAt(ctx, a, d) })
 	}
 	wg.Wait()
 }

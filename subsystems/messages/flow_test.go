@@ -63,8 +63,10 @@ func TestPushFlowControl(t *testing.T) {
 		t.Errorf("a ping took %v during the push", worst)
 	}
 	for _, m := range c.call(t, msgapi.ListRequest{}).([]msgapi.Summary) {
-		if m.Box == "inbox" && m.Size != len(content) {
-			t.Fatalf("message of %d bytes, want %d", m.Size, len(content))
+		// The content, with the verified sender's From put before it.
+		want := len(setFrom(content, "<"+sender.Address.String()+"@phpchat.lan>"))
+		if m.Box == "inbox" && m.Size != want {
+			t.Fatalf("message of %d bytes, want %d", m.Size, want)
 		}
 	}
 }

@@ -17,6 +17,27 @@ import (
 // (receipts, deletions at relays) running at once; more wait their turn.
 const maxBackground = 32
 
+// tryBackground runs fn on a goroutine of its own if fewer than
+// maxBackground background jobs run, and drops it otherwise: for work a
+// peer can ask for at no cost (answering a duplicate), which must not pile
+// up.
+func (s *Service) tryBackground(fn func()) {
+	select {
+	case s.bg <- struct{}{}:
+	default:
+		return
+	}
+	s.wg.Go(func() {
+		defer func() { <-s.bg }()
+		fn()
+	})
+}
+
+// deletion is the msg_delete of a letter: its id and deletion secret.
+func deletion(l *envelope.Letter) Delete {
+	return Delete{ID: hex.EncodeToString(l.ID[:]), Secret: l.Secret[:]}
+}
+
 // background runs fn on a goroutine of its own, under the service's
 // context, once fewer than maxBackground such jobs run.
 func (s *Service) background(fn func()) {
@@ -134,8 +155,7 @@ func busy(err error) bool {
 }
 
 // deleteAt shows the deletion secret of l to one relay.
-func (s *Service) deleteAt(ctx context.Context, a identity.Address, l *envelope.Letter) {
-	d := Delete{ID: hex.EncodeToString(l.ID[:]), Secret: l.Secret[:]}
+func (s *Service) deleteAt(ctx context.Context, a identity.Address, d Delete) {
 	if err := s.callAt(ctx, a, NameDelete, d); err != nil {
 		s.log.Debug("messages: msg_delete not answered", "peer", a.String(), "err", err)
 	}

@@ -29,6 +29,7 @@ const (
 	DefaultReplicas       = 8       // relays a message is stored on
 	DefaultMaxMessageSize = 8 << 20 // bytes of a message's content
 	DefaultExpiry         = 14 * 24 * time.Hour
+	DefaultMailDomain     = "phpchat.lan"
 	DefaultHandOffEvery   = 10 * time.Minute
 	// StampExpiry is how long an envelope's stamp is valid: as long as
 	// the envelope lives, since relays hand it on to one another and to
@@ -56,6 +57,10 @@ type Config struct {
 	MaxMessageSize int
 	// Expiry is how long a new message lives.
 	Expiry time.Duration
+	// MailDomain is the domain of the nodes' mail addresses (From of a
+	// received message is <sender>@MailDomain; DefaultMailDomain if
+	// empty).
+	MailDomain string
 	// HandOffEvery is how often the relay hands the envelopes it holds to
 	// nodes closer to their recipients (default DefaultHandOffEvery).
 	HandOffEvery time.Duration
@@ -109,6 +114,7 @@ func New(cfg Config) *Service {
 	cfg.Replicas = cmp.Or(cfg.Replicas, DefaultReplicas)
 	cfg.MaxMessageSize = cmp.Or(cfg.MaxMessageSize, DefaultMaxMessageSize)
 	cfg.Expiry = cmp.Or(cfg.Expiry, DefaultExpiry)
+	cfg.MailDomain = cmp.Or(cfg.MailDomain, DefaultMailDomain)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -187,7 +193,7 @@ func (s *Service) peerUp(a identity.Address) {
 	s.mu.Unlock()
 	s.pushFor(a)
 	s.hand.peerUp(a)
-	s.background(func() { s.deliverTo(a) })
+	s.tryBackground(func() { s.deliverTo(a) }) // else at its next attempt
 }
 
 // peerDown notes the end of a session with a peer.

@@ -62,6 +62,7 @@ const (
 	CodeFormat      = "bad_format"
 	CodeTooLarge    = "too_large"
 	CodeOverQuota   = "over_quota"
+	CodeConflict    = "id_conflict" // another envelope has this id
 )
 
 // Response is the data of msg_response.
@@ -130,6 +131,7 @@ type assembler struct {
 
 	mu      sync.Mutex
 	pending map[pendingKey]*pending
+	held    int // bytes in pending
 }
 
 type pendingKey struct {
@@ -139,9 +141,14 @@ type pendingKey struct {
 
 type pending struct {
 	buf  []byte
+	size int // the whole envelope's, as its first part said
 	next int
 	last time.Time
 }
+
+// maxAssembling bounds the bytes of all envelopes being put together at
+// once, from all peers.
+const maxAssembling = 64 << 20
 
 // partTimeout is how long a part may take after the one before it.
 const partTimeout = 2 * time.Minute
@@ -180,21 +187,37 @@ func (a *assembler) add(from identity.Address, p Part, now time.Time) ([]byte, e
 		if pd == nil && a.count(from) >= a.maxPending {
 			return nil, &errPart{CodeOverQuota, "too many envelopes in parts at once"}
 		}
-		pd = &pending{buf: make([]byte, 0, p.Size)}
+		a.drop(k)
+		pd = &pending{size: p.Size}
 		a.pending[k] = pd
 	}
-	if pd == nil || p.Part != pd.next || cap(pd.buf) != p.Size {
-		delete(a.pending, k)
+	if pd == nil || p.Part != pd.next || pd.size != p.Size {
+		a.drop(k)
 		return nil, &errPart{CodeFormat, "part out of order"}
 	}
+	// Memory is taken as parts arrive, within one budget for all peers:
+	// a claimed size reserves nothing.
+	if a.held+len(p.Data) > maxAssembling {
+		a.drop(k)
+		return nil, &errPart{CodeOverQuota, "too many envelopes in parts at once: try again later"}
+	}
+	a.held += len(p.Data)
 	pd.buf = append(pd.buf, p.Data...)
 	pd.next++
 	pd.last = now
 	if pd.next < p.Parts {
 		return nil, nil
 	}
-	delete(a.pending, k)
+	a.drop(k)
 	return pd.buf, nil
+}
+
+// drop forgets the envelope in parts k, if any. a.mu is held.
+func (a *assembler) drop(k pendingKey) {
+	if pd, ok := a.pending[k]; ok {
+		a.held -= len(pd.buf)
+		delete(a.pending, k)
+	}
 }
 
 // count returns the envelopes in parts from a peer. a.mu is held.
@@ -212,7 +235,7 @@ func (a *assembler) count(from identity.Address) int {
 func (a *assembler) expire(now time.Time) {
 	for k, pd := range a.pending {
 		if now.Sub(pd.last) > partTimeout {
-			delete(a.pending, k)
+			a.drop(k)
 		}
 	}
 }
@@ -223,7 +246,7 @@ func (a *assembler) forget(from identity.Address) {
 	defer a.mu.Unlock()
 	for k := range a.pending {
 		if k.from == from {
-			delete(a.pending, k)
+			a.drop(k)
 		}
 	}
 }
