@@ -450,7 +450,7 @@ $('contact-add').addEventListener('submit', (e) => {
 
 // ---- statistics: `info` every second
 
-const history = []; // {t, in, out} rates
+const samples = []; // {t, in, out} rates
 let last = null;
 function bytes(n) { return n < 1024 ? n.toFixed(0) + ' B' : n < 1 << 20 ? (n / 1024).toFixed(1) + ' KiB' : (n / (1 << 20)).toFixed(1) + ' MiB'; }
 
@@ -460,8 +460,8 @@ function poll() {
     const now = performance.now();
     if (last && i.traffic_in !== undefined) {
       const dt = (now - last.t) / 1000;
-      history.push({ in: Math.max(0, (i.traffic_in - last.in) / dt), out: Math.max(0, (i.traffic_out - last.out) / dt) });
-      if (history.length > 120) history.shift();
+      samples.push({ in: Math.max(0, (i.traffic_in - last.in) / dt), out: Math.max(0, (i.traffic_out - last.out) / dt) });
+      if (samples.length > 120) samples.shift();
     }
     last = { t: now, in: i.traffic_in || 0, out: i.traffic_out || 0 };
     if (document.body.dataset.view === 'stats') renderStats(i);
@@ -469,7 +469,7 @@ function poll() {
 }
 function renderStats(i) {
   const m = i.miner || {};
-  const h1 = history[history.length - 1] || { in: 0, out: 0 };
+  const h1 = samples[samples.length - 1] || { in: 0, out: 0 };
   const figs = [
     ['Peers', (i.peers ?? 0) + ' (' + (i.peers_in || 0) + ' in, ' + (i.peers_out || 0) + ' out)'],
     ['DHT nodes', i.dht_nodes ?? 0], ['Miner', (m.hash_rate || 0).toFixed(0) + ' H/s'], ['Stamps minted', m.minted || 0],
@@ -491,7 +491,7 @@ function drawChart() {
   const g = c.getContext('2d');
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, hgt);
-  const top = Math.max(1024, ...history.map((p) => Math.max(p.in, p.out)));
+  const top = Math.max(1024, ...samples.map((p) => Math.max(p.in, p.out)));
   g.fillStyle = getComputedStyle(document.body).color;
   g.font = '11px system-ui';
   g.fillText(bytes(top) + '/s', 4, 12);
@@ -499,8 +499,8 @@ function drawChart() {
     g.strokeStyle = color;
     g.lineWidth = 1.5;
     g.beginPath();
-    history.forEach((p, k) => {
-      const x = w - (history.length - 1 - k) * (w / 119);
+    samples.forEach((p, k) => {
+      const x = w - (samples.length - 1 - k) * (w / 119);
       const y = hgt - 4 - (p[key] / top) * (hgt - 20);
       if (k) g.lineTo(x, y); else g.moveTo(x, y);
     });
