@@ -97,6 +97,7 @@ func newApp() *cli.App {
 			consoleCommand(),
 			sendCommand(),
 			messagesCommand(),
+			webCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

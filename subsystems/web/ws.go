@@ -226,4 +226,3 @@ func (s *Server) readFrame(ctx context.Context, wc *wsConn) ([]byte, error) {
 	}
 	return b, nil
 }
-
