@@ -99,6 +99,7 @@ func newApp() *cli.App {
 			sendCommand(),
 			messagesCommand(),
 			mailCommand(),
+			webCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

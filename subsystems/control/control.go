@@ -188,9 +188,16 @@ type Conn struct {
 	Endpoint *router.Endpoint
 	Logger   *slog.Logger
 
-	nc  net.Conn
-	wmu sync.Mutex
-	ctx context.Context
+	send func(name string, rid uint64, data any) error
+	ctx  context.Context
+}
+
+// NewConn returns a client connection that is the router endpoint ep, whose
+// frames are written by send (which must be safe for concurrent use) and
+// whose Context is ctx. It is how a transport other than the socket, such
+// as the web console's WebSocket, serves the same functions.
+func NewConn(ctx context.Context, ep *router.Endpoint, logger *slog.Logger, send func(name string, rid uint64, data any) error) *Conn {
+	return &Conn{Endpoint: ep, Logger: logger, send: send, ctx: ctx}
 }
 
 // Context returns a context that ends when the client goes away or stops
@@ -201,20 +208,27 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // Send writes a frame to the client; it is safe for concurrent use, and is
 // how handlers push events (such as "You got mail.") to a client.
 func (c *Conn) Send(name string, rid uint64, data any) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return writeFrame(c.nc, name, rid, data)
+	return c.send(name, rid, data)
+}
+
+// EncodeFrame encodes one frame, without a newline.
+func EncodeFrame(name string, rid uint64, data any) ([]byte, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s frame: %w", name, err)
+	}
+	b, err := json.Marshal(Frame{Name: name, RID: rid, Data: raw})
+	if err != nil {
+		return nil, fmt.Errorf("encode %s frame: %w", name, err)
+	}
+	return b, nil
 }
 
 // writeFrame encodes one frame and writes it to nc, within 10 s.
 func writeFrame(nc net.Conn, name string, rid uint64, data any) error {
-	raw, err := json.Marshal(data)
+	b, err := EncodeFrame(name, rid, data)
 	if err != nil {
-		return fmt.Errorf("encode %s frame: %w", name, err)
-	}
-	b, err := json.Marshal(Frame{Name: name, RID: rid, Data: raw})
-	if err != nil {
-		return fmt.Errorf("encode %s frame: %w", name, err)
+		return err
 	}
 	nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write(append(b, '\n')); err != nil {
@@ -223,7 +237,8 @@ func writeFrame(nc net.Conn, name string, rid uint64, data any) error {
 	return nil
 }
 
-func (c *Conn) sendError(rid uint64, code int, name, text string) {
+// SendError sends an error frame answering the frame rid of the given name.
+func (c *Conn) SendError(rid uint64, code int, name, text string) {
 	if err := c.Send("error", rid, ErrorData{Code: code, Text: text, Name: name}); err != nil {
 		c.Logger.Debug("control: error frame not sent", "err", err)
 	}
@@ -239,7 +254,12 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 	}
 	defer ep.Close()
 	cctx, cancel := context.WithCancel(ctx)
-	c := &Conn{Endpoint: ep, Logger: s.Logger.With("conn", id), nc: nc, ctx: cctx}
+	var wmu sync.Mutex
+	c := NewConn(cctx, ep, s.Logger.With("conn", id), func(name string, rid uint64, data any) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return writeFrame(nc, name, rid, data)
+	})
 	go func() { <-cctx.Done(); nc.SetReadDeadline(time.Now()) }() // unblock the reader
 	c.Logger.Debug("control: client connected")
 	defer c.Logger.Debug("control: client gone")
@@ -249,18 +269,17 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 	// for as long as it stays (console.attach) stop now, then wait for
 	// the others. Those run on the server's context: a client that shut
 	// down only its writing side still gets its replies.
-	var wg sync.WaitGroup
+	d := &Dispatcher{Handlers: s.Handlers, Timeouts: s.Timeouts}
 	defer func() {
 		cancel()
-		wg.Wait()
+		d.Wait()
 	}()
-	sem := make(chan struct{}, MaxInFlight)
 	br := bufio.NewReaderSize(nc, 64<<10)
 	for {
 		nc.SetReadDeadline(time.Now().Add(IdleTimeout))
 		line, err := ReadLine(br, MaxFrame)
 		if errors.Is(err, ErrFrameTooLarge) {
-			c.sendError(0, CodeTooLarge, "", fmt.Sprintf("frame over %d bytes", MaxFrame))
+			c.SendError(0, CodeTooLarge, "", fmt.Sprintf("frame over %d bytes", MaxFrame))
 			continue
 		}
 		if err != nil {
@@ -269,50 +288,75 @@ func (s *Server) serveConn(ctx context.Context, nc *net.UnixConn) {
 			}
 			return
 		}
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		var f Frame
-		if err := json.Unmarshal(line, &f); err != nil {
-			var syn *json.SyntaxError
-			if errors.As(err, &syn) {
-				c.sendError(0, CodeNotJSON, "", "frame is not JSON: "+err.Error())
-			} else {
-				c.sendError(0, CodeBadEnvelope, "", "frame is not an envelope {name, rid, data}: "+err.Error())
-			}
-			continue
-		}
-		if f.Name == "" {
-			c.sendError(f.RID, CodeBadEnvelope, "", "frame has no name")
-			continue
-		}
-		h, ok := s.Handlers[f.Name]
-		if !ok {
-			c.sendError(f.RID, CodeUnknown, f.Name, fmt.Sprintf("unknown function %q", f.Name))
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			c.sendError(f.RID, CodeBusy, f.Name, fmt.Sprintf("more than %d requests in flight", MaxInFlight))
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			timeout := CallTimeout
-			if d, ok := s.Timeouts[f.Name]; ok {
-				timeout = d
-			}
-			s.handle(ctx, c, h, f, timeout)
-		}()
+		d.Dispatch(ctx, c, line)
 	}
 }
 
+// A Dispatcher answers the request frames of one connection with a
+// function table. The control socket and the web console's WebSocket share
+// it, so that both offer the same functions with the same error codes.
+type Dispatcher struct {
+	Handlers map[string]Handler
+	// Timeouts gives functions their own deadline instead of CallTimeout.
+	Timeouts map[string]time.Duration
+
+	once sync.Once
+	sem  chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Dispatch answers one frame received on c: with an error frame at once if
+// it is not a request of a known function or MaxInFlight requests are being
+// handled, else with the function's reply, from a goroutine of its own
+// that runs on ctx (the server's) within the function's deadline.
+func (d *Dispatcher) Dispatch(ctx context.Context, c *Conn, line []byte) {
+	d.once.Do(func() { d.sem = make(chan struct{}, MaxInFlight) })
+	if len(bytes.TrimSpace(line)) == 0 {
+		return
+	}
+	var f Frame
+	if err := json.Unmarshal(line, &f); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			c.SendError(0, CodeNotJSON, "", "frame is not JSON: "+err.Error())
+		} else {
+			c.SendError(0, CodeBadEnvelope, "", "frame is not an envelope {name, rid, data}: "+err.Error())
+		}
+		return
+	}
+	if f.Name == "" {
+		c.SendError(f.RID, CodeBadEnvelope, "", "frame has no name")
+		return
+	}
+	h, ok := d.Handlers[f.Name]
+	if !ok {
+		c.SendError(f.RID, CodeUnknown, f.Name, fmt.Sprintf("unknown function %q", f.Name))
+		return
+	}
+	select {
+	case d.sem <- struct{}{}:
+	default:
+		c.SendError(f.RID, CodeBusy, f.Name, fmt.Sprintf("more than %d requests in flight", MaxInFlight))
+		return
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() { <-d.sem }()
+		timeout := CallTimeout
+		if t, ok := d.Timeouts[f.Name]; ok {
+			timeout = t
+		}
+		handle(ctx, c, h, f, timeout)
+	}()
+}
+
+// Wait waits until the requests dispatched have been answered.
+func (d *Dispatcher) Wait() { d.wg.Wait() }
+
 // handle answers one request, within timeout or until ctx (the server's)
 // ends.
-func (s *Server) handle(ctx context.Context, c *Conn, h Handler, f Frame, timeout time.Duration) {
+func handle(ctx context.Context, c *Conn, h Handler, f Frame, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	v, err := h(ctx, c, f.Data)
@@ -322,7 +366,7 @@ func (s *Server) handle(ctx context.Context, c *Conn, h Handler, f Frame, timeou
 		if errors.As(err, &ce) {
 			code = ce.Code
 		}
-		c.sendError(f.RID, code, f.Name, err.Error())
+		c.SendError(f.RID, code, f.Name, err.Error())
 		return
 	}
 	if err := c.Send(f.Name, f.RID, v); err != nil {
