@@ -27,13 +27,19 @@ import (
 // mailTLS returns the mail gateways' TLS configuration, or nil when no
 // certificate is set.
 func mailTLS(s *config.Settings) (*tls.Config, error) {
-	if s.MailTLSCert == "" && s.MailTLSKey == "" {
+	return loadTLS("mail-tls", s.MailTLSCert, s.MailTLSKey)
+}
+
+// loadTLS returns the TLS configuration of a certificate and key (the
+// settings prefix-cert and prefix-key), or nil when neither is set.
+func loadTLS(prefix, certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
 		return nil, nil
 	}
-	if s.MailTLSCert == "" || s.MailTLSKey == "" {
-		return nil, errors.New("mail-tls-cert and mail-tls-key go together")
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("%s-cert and %s-key go together", prefix, prefix)
 	}
-	cert, err := tls.LoadX509KeyPair(s.MailTLSCert, s.MailTLSKey)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}

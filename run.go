@@ -71,6 +71,9 @@ func runNode(c *cli.Context) error {
 	if err := checkMail(s); err != nil {
 		return err
 	}
+	if err := checkWeb(s); err != nil {
+		return err
+	}
 	created, err := l.Create()
 	if err != nil {
 		return cli.Exit(err.Error(), exitFailure)
@@ -157,12 +160,14 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 	// fault on a full disk.
 	disk := &diskspace.Watcher{Dir: l.Store(), Reserve: s.DiskReserve, Logger: logger.With("subsystem", "disk")}
 	db.SetSpaceCheck(disk.Check)
+	functions := control.Functions(r, db.Contacts())
+	timeouts := map[string]time.Duration{"cron.run": control.CronRunTimeout}
 	ctl := &control.Server{
 		Path:     l.ControlSocket(),
 		Router:   r,
 		Logger:   logger.With("subsystem", "control"),
-		Handlers: control.Functions(r, db.Contacts()),
-		Timeouts: map[string]time.Duration{"cron.run": control.CronRunTimeout},
+		Handlers: functions,
+		Timeouts: timeouts,
 	}
 	// The endpoint of run's own calls: minting for the DHT, cron jobs.
 	self, err := r.Register("run", 1)
@@ -198,13 +203,20 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		self.Close()
 		return nil, nil, nil, err
 	}
-	mail, mailInfo, err := mailGateways(l, s, id, db, r, logger)
+	// The optional front doors: mail gateways and the web console.
+	doors, doorsInfo, err := mailGateways(l, s, id, db, r, logger)
 	if err != nil {
 		self.Close()
 		return nil, nil, nil, err
 	}
+	webSub, webInfo, err := webConsole(l, s, r, functions, timeouts, logger)
+	if err != nil {
+		self.Close()
+		return nil, nil, nil, err
+	}
+	doors, doorsInfo = append(doors, webSub...), append(doorsInfo, webInfo...)
 	infoSvc := &node.InfoService{Router: r, Logger: logger, Base: info, Contributors: []node.Contributor{kernel.Contribute, talk.Contribute, dht.Contribute, minerInfo, cronInfo, disk.Contribute, messages.Contribute}}
-	infoSvc.Contributors = append(infoSvc.Contributors, mailInfo...)
+	infoSvc.Contributors = append(infoSvc.Contributors, doorsInfo...)
 	pool := &miner.Pool{Router: r, Logger: logger.With("subsystem", "miner"), Mint: mintStamp, Workers: s.Miners}
 	sched := &cron.Scheduler{Router: r, Logger: logger.With("subsystem", "cron"), Jobs: cronJobs(db, self)}
 	return r, append([]supervisor.Subsystem{
@@ -217,7 +229,7 @@ func subsystems(l config.Layout, s *config.Settings, id *identity.Identity, db *
 		{Name: "cron", Run: sched.Run},
 		{Name: "talk", Run: talkSvc.Run},
 		{Name: "messages", Run: msgSvc.Run},
-	}, mail...), self.Close, nil
+	}, doors...), self.Close, nil
 }
 
 // cronInfo adds the scheduler's jobs to Info.

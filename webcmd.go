@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/phpchat/phpchat-node/config"
+	"github.com/phpchat/phpchat-node/node"
+	"github.com/phpchat/phpchat-node/node/router"
+	"github.com/phpchat/phpchat-node/node/supervisor"
 	"github.com/phpchat/phpchat-node/subsystems/control"
-	"github.com/phpchat/phpchat-node/subsystems/web"
+	"github.com/phpchat/phpchat-node/subsystems/control/web"
 )
 
 // webCommand is `phpchat-node web`, whose one subcommand prints the web
@@ -75,4 +81,48 @@ func loginURL(addr, tok string) string {
 	u.Path = "/login"
 	u.RawQuery = url.Values{"token": {tok}}.Encode()
 	return u.String()
+}
+
+// checkWeb checks the web console's settings when it is on: its
+// certificate, that off loopback it has one, and its listen address.
+func checkWeb(s *config.Settings) error {
+	if !s.Web {
+		return nil
+	}
+	tlsConf, err := loadTLS("web-tls", s.WebTLSCert, s.WebTLSKey)
+	if err != nil {
+		return cli.Exit(s.Refuse("web-tls-cert", err).Error(), exitSettings)
+	}
+	if tlsConf == nil && !loopback(s.WebListen) {
+		return cli.Exit(s.Refuse("web-listen", errors.New("the web console off loopback needs TLS: set web-tls-cert and web-tls-key")).Error(), exitSettings)
+	}
+	ln, err := net.Listen("tcp", s.WebListen)
+	if err != nil {
+		return cli.Exit(s.Refuse("web-listen", listenError(err)).Error(), exitSettings)
+	}
+	return ln.Close()
+}
+
+// webConsole returns the web console as a subsystem, and the contributor
+// that puts its URL in Info, if it is on.
+func webConsole(l config.Layout, s *config.Settings, r *router.Router, functions map[string]control.Handler, timeouts map[string]time.Duration, logger *slog.Logger) ([]supervisor.Subsystem, []node.Contributor, error) {
+	if !s.Web {
+		return nil, nil, nil
+	}
+	tlsConf, err := loadTLS("web-tls", s.WebTLSCert, s.WebTLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("setting web-tls-cert: %w", err)
+	}
+	srv := web.New(web.Config{
+		Router: r, Logger: logger.With("subsystem", "web"), Listen: s.WebListen,
+		Functions: functions, Timeouts: timeouts,
+		TokenFile: filepath.Join(l.Dir, web.TokenFileName), TLS: tlsConf,
+	})
+	info := func(_ context.Context, _ *router.Endpoint, in *node.Info) error {
+		if u := srv.URL(); u != "" {
+			in.Web = &u
+		}
+		return nil
+	}
+	return []supervisor.Subsystem{{Name: "web", Run: srv.Run}}, []node.Contributor{info}, nil
 }

@@ -59,6 +59,10 @@ type Settings struct {
 	SMTPListen, IMAPListen  string // their listen addresses
 	MailTLSCert, MailTLSKey string // their certificate and key, if any
 
+	Web                   bool   // the web console is on
+	WebListen             string // its listen address
+	WebTLSCert, WebTLSKey string // its certificate and key, if any
+
 	// origins says where each value came from, such as "flag --listen".
 	origins map[string]string
 }
@@ -201,6 +205,10 @@ var Table = []Setting{
 	hostPortSetting("imap-listen", "127.0.0.1:21143", "the IMAP gateway's listen address", func(s *Settings, v string) { s.IMAPListen = v }),
 	fileSetting("mail-tls-cert", "the mail gateways' TLS certificate (PEM): STARTTLS and TLS; needed for a listen address off loopback", func(s *Settings, v string) { s.MailTLSCert = v }),
 	fileSetting("mail-tls-key", "the private key of mail-tls-cert (PEM)", func(s *Settings, v string) { s.MailTLSKey = v }),
+	boolSetting("web", "serve the web console: the node in a browser (phpchat-node web url prints its login URL)", func(s *Settings, b bool) { s.Web = b }),
+	hostPortSetting("web-listen", "127.0.0.1:21080", "the web console's listen address", func(s *Settings, v string) { s.WebListen = v }),
+	fileSetting("web-tls-cert", "the web console's TLS certificate (PEM): HTTPS; needed for a listen address off loopback", func(s *Settings, v string) { s.WebTLSCert = v }),
+	fileSetting("web-tls-key", "the private key of web-tls-cert (PEM)", func(s *Settings, v string) { s.WebTLSKey = v }),
 }
 
 // boolSetting is a switch, off by default.

@@ -35,7 +35,9 @@ type Info struct {
 	MailUser string  `json:"mail_user"`
 	IMAP     *string `json:"imap"`
 	SMTP     *string `json:"smtp"`
-	Running  bool    `json:"running"`
+	// Web is the web console's URL (null when off).
+	Web     *string `json:"web"`
+	Running bool    `json:"running"`
 
 	// Set only while the node runs.
 	PID       int        `json:"pid,omitempty"`
