@@ -533,7 +533,7 @@ func fillInbox(dir string, msgs [][]byte) error {
 // got want messages, and returns how long it took.
 func mbsync(dir, addr, user string, want int) (time.Duration, error) {
 	host, port, _ := net.SplitHostPort(addr)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "mail"), 0o700); err != nil {
 		return 0, err
 	}
 	fs := "yes"
