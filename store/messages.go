@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -76,11 +79,10 @@ func (o *Outbox) Add(m OutMsg) (OutMsg, error) {
 		return OutMsg{}, fmt.Errorf("outbox add %x: %w", m.ID[:4], err)
 	}
 	m.Num = num
-	err = o.d.update(true, func(txn *badger.Txn) error {
-		if err := absent(txn, idKey(prefixOut, m.ID)); err != nil {
-			return err
-		}
-		return putOut(txn, m, nil)
+	err = o.d.group.commit(o.d, &groupWrite{
+		size:  len(m.Content) + len(m.Envelope),
+		check: func(txn *badger.Txn) error { return absent(txn, idKey(prefixOut, m.ID)) },
+		put:   func(txn *badger.Txn) error { return putOut(txn, m, nil) },
 	})
 	if err != nil {
 		return OutMsg{}, fmt.Errorf("outbox add %x: %w", m.ID[:4], err)
@@ -316,7 +318,7 @@ type InMsg struct {
 // delivered again, by another relay or after the user deleted it (until
 // its envelope expires), is a duplicate. Records are small (in/), with the
 // content under a key of its own and an index by local number (in-num/).
-// Every write is durable.
+// Every write is durable; concurrent Adds share a flush (groupCommit).
 type Inbox struct{ d *DB }
 
 // Inbox returns the inbox.
@@ -343,15 +345,16 @@ func (in *Inbox) Add(m InMsg) (InMsg, error) {
 	if err != nil {
 		return InMsg{}, fmt.Errorf("inbox add %x: %w", m.ID[:4], err)
 	}
-	err = in.d.update(true, func(txn *badger.Txn) error {
-		if err := absent(txn, idKey(prefixIn, m.ID), idKey(prefixInGone, m.ID)); err != nil {
-			return err
-		}
-		key := idKey(prefixIn, m.ID)
-		if err := putRecord(txn, record{key: key, value: b, indexes: []index{{key: numKey(prefixInNum, m.Num)}}}); err != nil {
-			return err
-		}
-		return txn.Set(idKey(prefixInBody, m.ID), m.Content)
+	err = in.d.group.commit(in.d, &groupWrite{
+		size:  len(m.Content),
+		check: func(txn *badger.Txn) error { return absent(txn, idKey(prefixIn, m.ID), idKey(prefixInGone, m.ID)) },
+		put: func(txn *badger.Txn) error {
+			key := idKey(prefixIn, m.ID)
+			if err := putRecord(txn, record{key: key, value: b, indexes: []index{{key: numKey(prefixInNum, m.Num)}}}); err != nil {
+				return err
+			}
+			return txn.Set(idKey(prefixInBody, m.ID), m.Content)
+		},
 	})
 	if err != nil {
 		return InMsg{}, fmt.Errorf("inbox add %x: %w", m.ID[:4], err)
@@ -457,4 +460,127 @@ func (in *Inbox) Counts() (total, unread int, err error) {
 		return 0, 0, fmt.Errorf("inbox counts: %w", err)
 	}
 	return total, unread, nil
+}
+
+// groupCommit lets concurrent Adds of the outbox and the inbox share one
+// durable transaction, and so one flush, instead of one each (badger syncs
+// once per transaction, whatever the number of writers).
+//
+// A writer queues its write; if no one is committing, it becomes the
+// leader: it takes what is queued (up to maxGroupBytes), commits it in one
+// transaction, checking each write in turn inside it, answers each writer
+// with its own result, and hands the lead to the first writer that queued
+// meanwhile, or ends. There is no waiting window: the flush of one batch is
+// the time in which the next gathers, so a lone writer pays one flush and
+// many writers share one. No goroutine outlives its caller, and every
+// caller returns only once its write is on disk (or has failed).
+//
+// A write whose check fails (a duplicate id) is refused alone; the checks
+// run inside the transaction, so two writes of one id in one batch are
+// refused as they would be one after the other. Should the transaction
+// fail as a whole (a conflict that persists, a write that does not fit),
+// each of its writes is committed again on its own.
+type groupCommit struct {
+	mu    sync.Mutex
+	queue []*groupWrite
+	busy  bool // a leader is committing
+
+	commits atomic.Uint64 // batches committed, for tests
+}
+
+// A groupWrite is one write handed to groupCommit.
+type groupWrite struct {
+	size  int                         // bytes of values, to bound a batch
+	check func(txn *badger.Txn) error // reads only: an error refuses this write
+	put   func(txn *badger.Txn) error // the writes
+	done  chan groupResult            // buffered: never blocks its sender
+}
+
+type groupResult struct {
+	err  error
+	lead bool // the writer is the leader now; its result follows
+}
+
+// maxGroupBytes bounds the values of one batch, well within what a badger
+// transaction takes with the store's 4 MiB memtables (15% of them), so
+// that a batch of small messages does not fail as too big. Values of 64
+// KiB and more go to the value log and count little; a batch always takes
+// one write, however large.
+const maxGroupBytes = 256 << 10
+
+// commit commits w durably, in a batch with the writes queued beside it,
+// and returns its own result.
+func (g *groupCommit) commit(d *DB, w *groupWrite) error {
+	w.done = make(chan groupResult, 1)
+	g.mu.Lock()
+	g.queue = append(g.queue, w)
+	if g.busy {
+		g.mu.Unlock()
+		if r := <-w.done; !r.lead {
+			return r.err
+		}
+		g.mu.Lock()
+	}
+	g.busy = true
+	n, size := 0, 0
+	for n < len(g.queue) && (n == 0 || size+min(g.queue[n].size, 64<<10) <= maxGroupBytes) {
+		size += min(g.queue[n].size, 64<<10)
+		n++
+	}
+	batch := g.queue[:n:n]
+	g.queue = append([]*groupWrite(nil), g.queue[n:]...)
+	g.mu.Unlock()
+
+	d.commitBatch(batch)
+
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		g.queue[0].done <- groupResult{lead: true}
+	} else {
+		g.busy = false
+	}
+	g.mu.Unlock()
+	return (<-w.done).err
+}
+
+// commitBatch commits the writes of batch in one durable transaction, or
+// each on its own if that fails, and answers each writer.
+func (d *DB) commitBatch(batch []*groupWrite) {
+	errs := make([]error, len(batch))
+	err := d.room()
+	if err == nil {
+		for range maxConflictRetries {
+			err = d.db.Update(func(txn *badger.Txn) error {
+				for i, w := range batch {
+					if errs[i] = w.check(txn); errs[i] != nil {
+						continue
+					}
+					if err := w.put(txn); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if !errors.Is(err, badger.ErrConflict) {
+				break
+			}
+		}
+		if err == nil {
+			d.group.commits.Add(1)
+			err = d.durable()
+		} else if len(batch) > 1 {
+			for _, w := range batch {
+				w.done <- groupResult{err: d.update(true, func(txn *badger.Txn) error {
+					if err := w.check(txn); err != nil {
+						return err
+					}
+					return w.put(txn)
+				})}
+			}
+			return
+		}
+	}
+	for i, w := range batch {
+		w.done <- groupResult{err: cmp.Or(err, errs[i])}
+	}
 }

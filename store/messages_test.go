@@ -194,3 +194,133 @@ func TestInboxConcurrentAdd(t *testing.T) {
 		t.Fatalf("%d Adds succeeded, %d listed (%v); want 1", won, len(list), err)
 	}
 }
+
+// Concurrent Adds share transactions (groupCommit) and each is on disk
+// when it returns: after a reopen every message is there, with its own
+// content and a distinct number, in the outbox and in the inbox. The
+// messages are large enough that the writers' batches are split
+// (maxGroupBytes), and a few ids are added twice, of which one Add wins.
+func TestConcurrentAddsDurable(t *testing.T) {
+	dir := t.TempDir()
+	db := open(t, dir)
+	const writers, each = 16, 12
+	content := func(w, i int) []byte {
+		return append(fmt.Appendf(nil, "message %d.%d ", w, i), bytes.Repeat([]byte{byte('a' + w)}, 20<<10)...)
+	}
+	id := func(w, i int) [16]byte {
+		var id [16]byte
+		id[0], id[1] = byte(w), byte(i)
+		return id
+	}
+	var (
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		outNums       = map[uint64]bool{}
+		inNums        = map[uint64]bool{}
+		dupOut, dupIn int
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				// Writers 0 and 1 add the same ids: one Add of each wins.
+				ww := w
+				if w == 1 {
+					ww = 0
+				}
+				om, oerr := db.Outbox().Add(OutMsg{ID: id(ww, i), To: "pc1bob", Content: content(ww, i)})
+				im, ierr := db.Inbox().Add(InMsg{ID: id(ww, i), From: "pc1alice", Content: content(ww, i)})
+				mu.Lock()
+				switch {
+				case oerr == nil:
+					if outNums[om.Num] {
+						t.Errorf("outbox number %d given twice", om.Num)
+					}
+					outNums[om.Num] = true
+				case errors.Is(oerr, ErrDuplicate):
+					dupOut++
+				default:
+					t.Errorf("outbox Add: %v", oerr)
+				}
+				switch {
+				case ierr == nil:
+					if inNums[im.Num] {
+						t.Errorf("inbox number %d given twice", im.Num)
+					}
+					inNums[im.Num] = true
+				case errors.Is(ierr, ErrDuplicate):
+					dupIn++
+				default:
+					t.Errorf("inbox Add: %v", ierr)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d Adds in %d transactions", 2*writers*each, db.group.commits.Load())
+	if dupOut != each || dupIn != each {
+		t.Errorf("%d outbox and %d inbox duplicates refused, want %d each", dupOut, dupIn, each)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = open(t, dir)
+	defer db.Close()
+	out, err := db.Outbox().List()
+	if err != nil || len(out) != (writers-1)*each {
+		t.Fatalf("outbox after reopen: %d messages (%v), want %d", len(out), err, (writers-1)*each)
+	}
+	in, err := db.Inbox().List()
+	if err != nil || len(in) != (writers-1)*each {
+		t.Fatalf("inbox after reopen: %d messages (%v), want %d", len(in), err, (writers-1)*each)
+	}
+	for w := range writers {
+		if w == 1 {
+			continue
+		}
+		for i := range each {
+			om, err := db.Outbox().Get(id(w, i))
+			if err != nil || !bytes.Equal(om.Content, content(w, i)) {
+				t.Fatalf("outbox %d.%d: %v, content %.20q", w, i, err, om.Content)
+			}
+			im, err := db.Inbox().Get(id(w, i))
+			if err != nil || !bytes.Equal(im.Content, content(w, i)) {
+				t.Fatalf("inbox %d.%d: %v, content %.20q", w, i, err, im.Content)
+			}
+		}
+	}
+}
+
+// A message deleted from the inbox is refused as a duplicate by a batch
+// as it is alone, and a write that fails in a batch fails alone.
+func TestGroupCommitRefusesAlone(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	in := db.Inbox()
+	if _, err := in.Add(InMsg{ID: msgID(1), Content: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Delete(msgID(1)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = in.Add(InMsg{ID: msgID(i + 1), Content: []byte("again")})
+		})
+	}
+	wg.Wait()
+	if !errors.Is(errs[0], ErrDuplicate) {
+		t.Errorf("Add of a deleted id: %v, want ErrDuplicate", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("Add %d: %v", i+2, err)
+		}
+	}
+	if total, _, err := in.Counts(); total != 9 || err != nil {
+		t.Fatalf("inbox holds %d (%v), want 9", total, err)
+	}
+}

@@ -33,6 +33,8 @@ type DB struct {
 	commits    atomic.Uint64 // durable commits so far, without SyncWrites
 	syncMu     sync.Mutex    // held while syncing after a commit
 	syncedUpTo uint64        // commits known on disk; under syncMu
+
+	group groupCommit // the outbox's and inbox's Adds (messages.go)
 }
 
 // Open opens (creating if needed) the database in dir.
