@@ -83,7 +83,7 @@ func (s *Service) list() ([]msgapi.Summary, error) {
 	}
 	for _, m := range out {
 		if !m.Receipt {
-			all = append(all, outSummary(m))
+			all = append(all, s.outSummary(m))
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Date.Before(all[j].Date) })
@@ -95,9 +95,13 @@ func inSummary(m store.InMsg) msgapi.Summary {
 		Date: m.Received, Size: m.Size, Read: m.Read}
 }
 
-func outSummary(m store.OutMsg) msgapi.Summary {
-	return msgapi.Summary{ID: hex.EncodeToString(m.ID[:]), Box: "outbox", Peer: m.To, Subject: m.Subject,
+func (s *Service) outSummary(m store.OutMsg) msgapi.Summary {
+	sum := msgapi.Summary{ID: hex.EncodeToString(m.ID[:]), Box: "outbox", Peer: m.To, Subject: m.Subject,
 		Date: m.Created, Size: len(m.Content), State: string(m.State), Relays: m.Relays, Reason: m.Reason}
+	if m.State == store.OutQueued && s.isMinting(m.ID) {
+		sum.State = msgapi.StateMinting // not kept: see stamp
+	}
+	return sum
 }
 
 // find resolves an id or a unique prefix of one to a message.
@@ -138,7 +142,7 @@ func (s *Service) read(prefix string) (msgapi.Message, error) {
 		if err != nil {
 			return msgapi.Message{}, err
 		}
-		return msgapi.Message{Summary: outSummary(m), Content: m.Content}, nil
+		return msgapi.Message{Summary: s.outSummary(m), Content: m.Content}, nil
 	}
 	m, err := s.cfg.DB.Inbox().Get(id)
 	if err != nil {

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -122,7 +123,7 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 	if env.Stamp == "" {
 		if env, err = s.stamp(ctx, id, env); err != nil {
 			s.log.Debug("messages: stamp not minted", "err", err)
-			s.retry(id, "")
+			s.retry(id, nil)
 			return
 		}
 	}
@@ -131,6 +132,12 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 		s.log.Warn("messages: envelope not encoded", "err", err)
 		return
 	}
+	// The stamped envelope is kept with the attempt's outcome.
+	stamped := func(m *store.OutMsg) {
+		if !bytes.Equal(m.Envelope, raw) {
+			m.Envelope = raw
+		}
+	}
 	to := identity.Address(env.Recipient)
 	direct, relays, refusal := s.place(ctx, to, hex.EncodeToString(id[:]), raw)
 	if refusal != "" {
@@ -138,10 +145,11 @@ func (s *Service) deliver(ctx context.Context, id [16]byte) {
 		return
 	}
 	if !direct && relays == 0 {
-		s.retry(id, "")
+		s.retry(id, stamped)
 		return
 	}
 	s.setState(id, func(m *store.OutMsg) {
+		stamped(m)
 		if m.State.Final() {
 			return // the receipt came first
 		}
@@ -179,17 +187,18 @@ func (s *Service) next(m *store.OutMsg) time.Time {
 	return t
 }
 
-// retry plans the next attempt at a message that could not be placed.
-func (s *Service) retry(id [16]byte, reason string) {
+// retry plans the next attempt at a message that could not be placed;
+// also, if not nil, changes it (keeps its stamped envelope).
+func (s *Service) retry(id [16]byte, also func(m *store.OutMsg)) {
 	s.setState(id, func(m *store.OutMsg) {
 		if m.State.Final() {
 			return
 		}
+		if also != nil {
+			also(m)
+		}
 		m.Attempts++
 		m.NextAttempt = s.next(m)
-		if reason != "" {
-			m.Reason = reason
-		}
 	})
 }
 
@@ -212,10 +221,13 @@ func (s *Service) setState(id [16]byte, fn func(m *store.OutMsg)) {
 	}
 }
 
-// stamp mints the stamp of env through the miner pool and keeps the
-// stamped envelope in the outbox.
+// stamp mints the stamp of env through the miner pool. The stamped
+// envelope is kept with the outcome of the attempt (one durable write, not
+// three: a stamp lost in a crash is minted again); meanwhile the message
+// shows as minting (see minting).
 func (s *Service) stamp(ctx context.Context, id [16]byte, env *envelope.Envelope) (*envelope.Envelope, error) {
-	s.setState(id, func(m *store.OutMsg) { m.State = store.OutMinting })
+	s.setMinting(id, true)
+	defer s.setMinting(id, false)
 	deadline := time.Now().Add(mintTimeout)
 	mctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -224,16 +236,32 @@ func (s *Service) stamp(ctx context.Context, id [16]byte, env *envelope.Envelope
 		Priority: minerapi.Background, Deadline: deadline,
 	})
 	if err != nil {
-		s.setState(id, func(m *store.OutMsg) { m.State = store.OutQueued })
 		return nil, err
 	}
 	env.Stamp = res.Stamp
-	raw, err := env.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	s.setState(id, func(m *store.OutMsg) { m.Envelope, m.State = raw, store.OutQueued })
 	return env, nil
+}
+
+// setMinting notes whether a message's stamp is being minted, and tells
+// the consoles.
+func (s *Service) setMinting(id [16]byte, on bool) {
+	s.mu.Lock()
+	if on {
+		s.minting[id] = true
+	} else {
+		delete(s.minting, id)
+	}
+	s.mu.Unlock()
+	if on {
+		s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindState, ID: hex.EncodeToString(id[:]), State: msgapi.StateMinting})
+	}
+}
+
+// isMinting reports whether a message's stamp is being minted.
+func (s *Service) isMinting(id [16]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.minting[id]
 }
 
 // place hands the envelope raw (id) to its recipient if it can be reached,

@@ -91,6 +91,7 @@ type Service struct {
 	pushing   map[identity.Address]bool // recipients with a pusher: true if asked again
 	receipted map[[16]byte]time.Time    // duplicates answered with a receipt, when
 	inFlight  map[[16]byte]bool         // outgoing messages being delivered
+	minting   map[[16]byte]bool         // outgoing messages whose stamp is being minted
 }
 
 // Limits of the service.
@@ -150,6 +151,7 @@ func (s *Service) Run(ctx context.Context, ready func()) error {
 	s.peers = make(map[identity.Address]int)
 	s.pushing = make(map[identity.Address]bool)
 	s.receipted = make(map[[16]byte]time.Time)
+	s.minting = make(map[[16]byte]bool)
 	s.inFlight = make(map[[16]byte]bool)
 	s.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
