@@ -332,6 +332,28 @@ const inboxForget = 30 * 24 * time.Hour
 // It returns the stored message, once on disk, or ErrDuplicate if a
 // message with its id is in the inbox or was deleted before its expiry.
 func (in *Inbox) Add(m InMsg) (InMsg, error) {
+	return in.add(m, nil)
+}
+
+// AddWithReceipt is Add, and in the same transaction puts receipt (the
+// receipt of m, to be sent) in the outbox: a message is never in the
+// inbox, after a crash either, without its receipt queued.
+func (in *Inbox) AddWithReceipt(m InMsg, receipt OutMsg) (InMsg, error) {
+	if receipt.Created.IsZero() {
+		receipt.Created = time.Now().UTC()
+	}
+	if receipt.State == "" {
+		receipt.State = OutQueued
+	}
+	num, err := in.d.next(seqOut)
+	if err != nil {
+		return InMsg{}, fmt.Errorf("inbox add %x: %w", m.ID[:4], err)
+	}
+	receipt.Num = num
+	return in.add(m, &receipt)
+}
+
+func (in *Inbox) add(m InMsg, receipt *OutMsg) (InMsg, error) {
 	if m.Received.IsZero() {
 		m.Received = time.Now().UTC()
 	}
@@ -346,12 +368,24 @@ func (in *Inbox) Add(m InMsg) (InMsg, error) {
 		return InMsg{}, fmt.Errorf("inbox add %x: %w", m.ID[:4], err)
 	}
 	err = in.d.group.commit(in.d, &groupWrite{
-		size:  len(m.Content),
-		check: func(txn *badger.Txn) error { return absent(txn, idKey(prefixIn, m.ID), idKey(prefixInGone, m.ID)) },
+		size: len(m.Content),
+		check: func(txn *badger.Txn) error {
+			if receipt != nil {
+				if err := absent(txn, idKey(prefixOut, receipt.ID)); err != nil {
+					return err
+				}
+			}
+			return absent(txn, idKey(prefixIn, m.ID), idKey(prefixInGone, m.ID))
+		},
 		put: func(txn *badger.Txn) error {
 			key := idKey(prefixIn, m.ID)
 			if err := putRecord(txn, record{key: key, value: b, indexes: []index{{key: numKey(prefixInNum, m.Num)}}}); err != nil {
 				return err
+			}
+			if receipt != nil {
+				if err := putOut(txn, *receipt, nil); err != nil {
+					return err
+				}
 			}
 			return txn.Set(idKey(prefixInBody, m.ID), m.Content)
 		},

@@ -324,3 +324,29 @@ func TestGroupCommitRefusesAlone(t *testing.T) {
 		t.Fatalf("inbox holds %d (%v), want 9", total, err)
 	}
 }
+
+// A received message and its receipt are written together: both or none.
+func TestInboxAddWithReceipt(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	msg := InMsg{ID: [16]byte{1}, From: "pc1a", Content: []byte("Subject: x\r\n\r\nhi\r\n")}
+	receipt := OutMsg{ID: [16]byte{2}, To: "pc1a", Envelope: []byte("receipt"), Receipt: true}
+	if _, err := db.Inbox().AddWithReceipt(msg, receipt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Inbox().Get(msg.ID); err != nil {
+		t.Fatalf("message: %v", err)
+	}
+	got, err := db.Outbox().Get(receipt.ID)
+	if err != nil || !got.Receipt || got.State != OutQueued {
+		t.Fatalf("receipt: %+v, %v", got, err)
+	}
+	// The same message again: a duplicate, and no second receipt.
+	again := OutMsg{ID: [16]byte{3}, To: "pc1a", Envelope: []byte("receipt"), Receipt: true}
+	if _, err := db.Inbox().AddWithReceipt(msg, again); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate: %v, want ErrDuplicate", err)
+	}
+	if _, err := db.Outbox().Get(again.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a receipt written for a duplicate: %v", err)
+	}
+}

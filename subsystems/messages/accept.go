@@ -235,10 +235,16 @@ func (s *Service) receiveMessage(from identity.Address, env *envelope.Envelope, 
 		return r
 	}
 	content := setFrom(l.Content, s.mailAddress(l.From))
-	_, err := s.cfg.DB.Inbox().Add(store.InMsg{
+	receipt, err := s.receipt(l)
+	if err != nil {
+		s.log.Warn("messages: receipt not made", "err", err)
+		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
+	}
+	// The message and its receipt, queued, in one durable write.
+	_, err = s.cfg.DB.Inbox().AddWithReceipt(store.InMsg{
 		ID: env.ID, From: l.From.String(), Subject: subject(content), Content: content,
 		Received: s.cfg.Now(), Expires: env.Expires, SecretHash: env.SecretHash,
-	})
+	}, receipt)
 	switch {
 	case errors.Is(err, store.ErrDuplicate):
 		s.duplicate(from, l)
@@ -248,13 +254,10 @@ func (s *Service) receiveMessage(from identity.Address, env *envelope.Envelope, 
 		return Response{ID: id, Status: StatusRefused, Code: CodeOverQuota, Reason: "not stored"}
 	}
 	s.spend(env.Stamp, exp)
-	s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindMail, ID: id, From: l.From.String(), Subject: subject(l.Content)})
-	s.background(func() {
-		if err := s.queueReceipt(l); err != nil {
-			s.log.Warn("messages: receipt not queued", "err", err)
-		}
-		s.dropCopies(s.ctx, from, l)
-	})
+	s.cfg.Router.Publish(msgapi.TopicEvents, msgapi.Event{Kind: msgapi.KindMail, ID: id, From: l.From.String(), Subject: subject(content)})
+	s.wake() // the receipt
+	d := deletion(l)
+	s.background(func() { s.dropCopiesOf(s.ctx, from, l.From, d) })
 	return Response{ID: id, Status: StatusAccepted}
 }
 

@@ -353,34 +353,48 @@ func (s *Service) pushTo(ctx context.Context, to identity.Address, id string, ra
 
 // queueReceipt puts the receipt of l in the outbox.
 func (s *Service) queueReceipt(l *envelope.Letter) error {
+	r, err := s.receipt(l)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.DB.Outbox().Add(r); err != nil {
+		return err
+	}
+	s.wake()
+	return nil
+}
+
+// receipt returns the outbox record of the receipt of l.
+func (s *Service) receipt(l *envelope.Letter) (store.OutMsg, error) {
 	now := s.cfg.Now()
 	env, err := envelope.NewReceipt(s.cfg.Identity, l, now, now.Add(s.cfg.Expiry))
 	if err != nil {
-		return err
+		return store.OutMsg{}, err
 	}
 	raw, err := env.MarshalBinary()
 	if err != nil {
-		return err
+		return store.OutMsg{}, err
 	}
-	_, err = s.cfg.DB.Outbox().Add(store.OutMsg{
+	return store.OutMsg{
 		ID: env.ID, To: l.From.String(), Envelope: raw, SecretHash: env.SecretHash, Receipt: true,
 		State: store.OutQueued, NextAttempt: now, Created: now, Expires: env.Expires,
-	})
-	if err == nil {
-		s.wake()
-	}
-	return err
+	}, nil
 }
 
 // dropCopies shows the deletion secret of l to the relays that may hold
 // copies of it: the nodes closest to this node's id, and the peer it came
 // from if that is not its sender.
 func (s *Service) dropCopies(ctx context.Context, from identity.Address, l *envelope.Letter) {
-	nodes := s.closest(ctx, s.cfg.Identity.Address.ID(), l.From)
-	if from != l.From && !slices.Contains(nodes, from) {
+	s.dropCopiesOf(ctx, from, l.From, deletion(l))
+}
+
+// dropCopiesOf is dropCopies of the letter from sender whose msg_delete is
+// d (without the letter, which may be megabytes).
+func (s *Service) dropCopiesOf(ctx context.Context, from, sender identity.Address, d Delete) {
+	nodes := s.closest(ctx, s.cfg.Identity.Address.ID(), sender)
+	if from != sender && !slices.Contains(nodes, from) {
 		nodes = append(nodes, from)
 	}
-	d := deletion(l)
 	var wg sync.WaitGroup
 	for _, a := range nodes {
 		wg.Go(func() { s.deleteAt(ctx, a, d) })
