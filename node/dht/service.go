@@ -188,6 +188,8 @@ func (s *Service) serve(ctx context.Context, wg *sync.WaitGroup, m *router.Msg) 
 		s.goFind(mctx, wg, m, req)
 	case dhtapi.StatsRequest:
 		m.Reply(s.stats(), nil)
+	case dhtapi.NearRequest:
+		m.Reply(s.Near(req.Target, req.Rank), nil)
 	case dhtapi.LookupRequest:
 		goReply(wg, m, func() (any, error) {
 			ctx, cancel := withDeadline(mctx)
@@ -300,6 +302,13 @@ func dialAddr(p kernelapi.PeerInfo) string {
 		return ""
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p.ID.Port))
+}
+
+// Near reports whether fewer than rank nodes of the table are closer to
+// target than this node.
+func (s *Service) Near(target identity.ID, rank int) bool {
+	closest := s.Table.Closest(target, rank)
+	return len(closest) < rank || Closer(target, s.Table.Self(), closest[rank-1].ID())
 }
 
 func (s *Service) stats() dhtapi.Stats {

@@ -109,3 +109,31 @@ func TestEmptyTableWarnedOnce(t *testing.T) {
 		t.Fatalf("warned with --connect peers set:\n%s", buf.String())
 	}
 }
+
+// Near says whether fewer than rank known nodes are closer to a target
+// than this node.
+func TestNear(t *testing.T) {
+	self := newAddr(t)
+	s := &Service{Table: NewTable(self)}
+	var nodes []Node
+	for i := range 300 {
+		n := Node{Address: newAddr(t), Addrs: []string{fmt.Sprintf("127.0.0.1:%d", 1000+i)}}
+		s.Table.Add(n)
+		nodes = append(nodes, n)
+	}
+	if !s.Near(self.ID(), 8) {
+		t.Fatal("a node is not near its own id")
+	}
+	known := s.Table.Nodes()
+	for _, target := range nodes[:50] {
+		closer := 0
+		for _, n := range known {
+			if Closer(target.ID(), n.ID(), s.Table.Self()) {
+				closer++
+			}
+		}
+		if got, want := s.Near(target.ID(), 8), closer < 8; got != want {
+			t.Fatalf("Near = %v with %d known nodes closer, want %v", got, closer, want)
+		}
+	}
+}

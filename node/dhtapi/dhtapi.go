@@ -24,6 +24,14 @@ type (
 	JobRequest struct{ Job string }
 	// StatsRequest asks for the table's figures; the reply is a Stats.
 	StatsRequest struct{}
+	// NearRequest asks whether this node is among the Rank nodes nearest
+	// to Target that its table knows: whether fewer than Rank of them are
+	// closer. The reply is a bool. Relays keep copies only for targets
+	// they are near.
+	NearRequest struct {
+		Target identity.ID
+		Rank   int
+	}
 )
 
 // A Node is a node a lookup found: its address and where to dial it.

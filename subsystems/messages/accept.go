@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/phpchat/phpchat-node/hashcash"
+	"github.com/phpchat/phpchat-node/node/dhtapi"
 	"github.com/phpchat/phpchat-node/node/envelope"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/kernelapi"
+	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/node/wire"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
@@ -159,6 +161,18 @@ func (s *Service) spend(stamp string, exp time.Time) {
 	}
 }
 
+// near reports whether this node is among the nodes nearest to the
+// recipient that its routing table knows (twice Replicas, as the sender's
+// view of the network may differ from this node's): a relay keeps copies
+// only there, so that one stamp does not buy a copy on every node. Without
+// an answer from the DHT, it takes the copy.
+func (s *Service) near(ctx context.Context, to identity.Address) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	near, err := router.CallAs[bool](ctx, s.ep, dhtapi.Endpoint, dhtapi.NearRequest{Target: to.ID(), Rank: 2 * s.cfg.Replicas})
+	return err != nil || near
+}
+
 // hold stores an envelope for another node. The stamp is not recorded as
 // spent: it pays for this envelope only (its resource is the content
 // hash), and the relay store refuses the envelope as a duplicate for as
@@ -172,6 +186,9 @@ func (s *Service) hold(ctx context.Context, env *envelope.Envelope, raw []byte, 
 			return Response{ID: id, Status: StatusRefused, Code: CodeConflict, Reason: "another envelope has this id"}
 		}
 		return Response{ID: id, Status: StatusDuplicate}
+	}
+	if !s.near(ctx, env.Recipient) {
+		return Response{ID: id, Status: StatusRefused, Code: CodeNotNear, Reason: "this node is not among the nodes nearest the recipient"}
 	}
 	if _, r, ok := s.verifyStamp(env, id); !ok {
 		return r

@@ -63,6 +63,7 @@ const (
 	CodeTooLarge    = "too_large"
 	CodeOverQuota   = "over_quota"
 	CodeConflict    = "id_conflict" // another envelope has this id
+	CodeNotNear     = "not_near"    // a relay far from the recipient keeps no copy
 )
 
 // Response is the data of msg_response.
