@@ -90,6 +90,51 @@ func (o *Outbox) Add(m OutMsg) (OutMsg, error) {
 	return m, nil
 }
 
+// AddAll is Add for several messages in one write: all are stored, or
+// none (ErrDuplicate if an id is taken).
+func (o *Outbox) AddAll(ms []OutMsg) ([]OutMsg, error) {
+	out := make([]OutMsg, len(ms))
+	size := 0
+	for i, m := range ms {
+		if m.Created.IsZero() {
+			m.Created = time.Now().UTC()
+		}
+		if m.State == "" {
+			m.State = OutQueued
+		}
+		num, err := o.d.next(seqOut)
+		if err != nil {
+			return nil, fmt.Errorf("outbox add: %w", err)
+		}
+		m.Num = num
+		out[i] = m
+		size += len(m.Content) + len(m.Envelope)
+	}
+	err := o.d.group.commit(o.d, &groupWrite{
+		size: size,
+		check: func(txn *badger.Txn) error {
+			for _, m := range out {
+				if err := absent(txn, idKey(prefixOut, m.ID)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		put: func(txn *badger.Txn) error {
+			for _, m := range out {
+				if err := putOut(txn, m, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox add: %w", err)
+	}
+	return out, nil
+}
+
 // Get returns the message id with its content and envelope, or ErrNotFound.
 func (o *Outbox) Get(id [16]byte) (OutMsg, error) {
 	var m OutMsg

@@ -350,3 +350,29 @@ func TestInboxAddWithReceipt(t *testing.T) {
 		t.Fatalf("a receipt written for a duplicate: %v", err)
 	}
 }
+
+// AddAll stores every message or none.
+func TestOutboxAddAll(t *testing.T) {
+	db := open(t, t.TempDir())
+	defer db.Close()
+	a, b := OutMsg{ID: [16]byte{1}, To: "pc1a"}, OutMsg{ID: [16]byte{2}, To: "pc1b"}
+	if _, err := db.Outbox().Add(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Outbox().AddAll([]OutMsg{a, b}); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("AddAll with a taken id: %v, want ErrDuplicate", err)
+	}
+	if _, err := db.Outbox().Get(a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a copy stored by a failed AddAll: %v", err)
+	}
+	c := OutMsg{ID: [16]byte{3}, To: "pc1c"}
+	got, err := db.Outbox().AddAll([]OutMsg{a, c})
+	if err != nil || len(got) != 2 || got[0].Num == got[1].Num {
+		t.Fatalf("AddAll: %+v, %v", got, err)
+	}
+	for _, m := range []OutMsg{a, c} {
+		if _, err := db.Outbox().Get(m.ID); err != nil {
+			t.Fatalf("%x not stored: %v", m.ID[:1], err)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/phpchat/phpchat-node/node"
 	"github.com/phpchat/phpchat-node/node/envelope"
+	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
 	"github.com/phpchat/phpchat-node/subsystems/msgapi"
@@ -21,7 +22,13 @@ import (
 func (s *Service) request(ctx context.Context, body any) (any, error) {
 	switch req := body.(type) {
 	case msgapi.SendRequest:
-		return s.send(req)
+		ids, err := s.send([]identity.Address{req.To}, req.Content)
+		if err != nil {
+			return nil, err
+		}
+		return ids[0], nil
+	case msgapi.SendAllRequest:
+		return s.send(req.To, req.Content)
 	case msgapi.ListRequest:
 		return s.list()
 	case msgapi.ReadRequest:
@@ -34,36 +41,47 @@ func (s *Service) request(ctx context.Context, body any) (any, error) {
 	return nil, fmt.Errorf("messages: unexpected %T", body)
 }
 
-// send seals a message and puts it in the outbox; the reply is its id.
-func (s *Service) send(req msgapi.SendRequest) (string, error) {
-	if req.To == s.cfg.Identity.Address {
-		return "", fmt.Errorf("%w: that is this node's own address", msgapi.ErrBadInput)
+// send seals a copy of a message for each recipient and puts them in the
+// outbox, in one durable write; it returns their ids.
+func (s *Service) send(to []identity.Address, content []byte) ([]string, error) {
+	if len(to) == 0 {
+		return nil, fmt.Errorf("%w: no recipient", msgapi.ErrBadInput)
 	}
-	if len(req.Content) > s.cfg.MaxMessageSize {
-		return "", fmt.Errorf("%w: %d bytes, at most %d", msgapi.ErrTooLarge, len(req.Content), s.cfg.MaxMessageSize)
+	if len(content) > s.cfg.MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", msgapi.ErrTooLarge, len(content), s.cfg.MaxMessageSize)
 	}
-	if len(req.Content) == 0 {
-		return "", fmt.Errorf("%w: an empty message", msgapi.ErrBadInput)
+	if len(content) == 0 {
+		return nil, fmt.Errorf("%w: an empty message", msgapi.ErrBadInput)
 	}
 	now := s.cfg.Now()
-	env, _, err := envelope.Seal(s.cfg.Identity, req.To, envelope.KindMessage, req.Content, now, now.Add(s.cfg.Expiry))
-	if err != nil {
-		return "", fmt.Errorf("seal: %w", err)
+	msgs := make([]store.OutMsg, len(to))
+	for i, a := range to {
+		if a == s.cfg.Identity.Address {
+			return nil, fmt.Errorf("%w: that is this node's own address", msgapi.ErrBadInput)
+		}
+		env, _, err := envelope.Seal(s.cfg.Identity, a, envelope.KindMessage, content, now, now.Add(s.cfg.Expiry))
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		raw, err := env.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		msgs[i] = store.OutMsg{
+			ID: env.ID, To: a.String(), Subject: subject(content), Content: content,
+			Envelope: raw, SecretHash: env.SecretHash, State: store.OutQueued,
+			NextAttempt: now, Created: now, Expires: env.Expires,
+		}
 	}
-	raw, err := env.MarshalBinary()
-	if err != nil {
-		return "", err
-	}
-	_, err = s.cfg.DB.Outbox().Add(store.OutMsg{
-		ID: env.ID, To: req.To.String(), Subject: subject(req.Content), Content: req.Content,
-		Envelope: raw, SecretHash: env.SecretHash, State: store.OutQueued,
-		NextAttempt: now, Created: now, Expires: env.Expires,
-	})
-	if err != nil {
-		return "", fmt.Errorf("outbox: %w", err)
+	if _, err := s.cfg.DB.Outbox().AddAll(msgs); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
 	}
 	s.wake()
-	return hex.EncodeToString(env.ID[:]), nil
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = hex.EncodeToString(m.ID[:])
+	}
+	return ids, nil
 }
 
 // list returns the inbox and the outbox (not the receipts it sends),

@@ -34,6 +34,13 @@ type (
 		To      identity.Address
 		Content []byte
 	}
+	// SendAllRequest queues one copy of a message per recipient, all in
+	// one durable write or none: the reply is their ids, in the order of
+	// To, once all are durable.
+	SendAllRequest struct {
+		To      []identity.Address
+		Content []byte
+	}
 	// ListRequest asks for the inbox and outbox; the reply is a
 	// []Summary, newest last.
 	ListRequest struct{}

@@ -42,11 +42,10 @@ const (
 // fakeMessages is the message service's endpoint: it records what it is
 // asked to queue, and fails while fail is set.
 type fakeMessages struct {
-	mu      sync.Mutex
-	sent    []msgapi.SendRequest
-	deleted []string
-	fail    bool
-	// failAfter > 0 fails the SendRequests after that many.
+	mu   sync.Mutex
+	sent []msgapi.SendRequest
+	fail bool
+	// failAfter > 0 fails a request that would take more copies than that.
 	failAfter int
 }
 
@@ -54,17 +53,19 @@ func (f *fakeMessages) serve(ctx context.Context, m *router.Msg) (any, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch req := m.Body.(type) {
-	case msgapi.SendRequest:
-		if f.fail || f.failAfter > 0 && len(f.sent) >= f.failAfter {
+	case msgapi.SendAllRequest:
+		// All or none, as the service writes them.
+		if f.fail || f.failAfter > 0 && len(f.sent)+len(req.To) > f.failAfter {
 			return nil, errors.New("outbox: store: No space left on device")
 		}
-		f.sent = append(f.sent, req)
-		id := make([]byte, 16)
-		rand.Read(id)
-		return hex.EncodeToString(id), nil
-	case msgapi.DeleteRequest:
-		f.deleted = append(f.deleted, req.ID)
-		return nil, nil
+		var ids []string
+		for _, to := range req.To {
+			f.sent = append(f.sent, msgapi.SendRequest{To: to, Content: req.Content})
+			id := make([]byte, 16)
+			rand.Read(id)
+			ids = append(ids, hex.EncodeToString(id))
+		}
+		return ids, nil
 	}
 	return nil, fmt.Errorf("unexpected %T", m.Body)
 }
@@ -462,9 +463,9 @@ func TestReplies(t *testing.T) {
 	})
 }
 
-// A failure after some copies were queued deletes them: nothing of the
-// message stays.
-func TestPartialFailureUnqueues(t *testing.T) {
+// A store failure with several recipients queues no copy at all: the
+// client's retry sends none twice.
+func TestFailureQueuesNothing(t *testing.T) {
 	g := startGateway(t, nil)
 	c := dial(t, g.addr)
 	c.login(g)
@@ -472,7 +473,7 @@ func TestPartialFailureUnqueues(t *testing.T) {
 	c.do(250, "RCPT TO:<bob@phpchat.lan>")
 	c.do(250, "RCPT TO:<zoë@phpchat.lan>")
 	c.do(354, "DATA")
-	// Fail the second SendRequest: the fake fails once it has one.
+	// Room for one copy, not two.
 	g.msgs.mu.Lock()
 	g.msgs.failAfter = 1
 	g.msgs.mu.Unlock()
@@ -482,8 +483,8 @@ func TestPartialFailureUnqueues(t *testing.T) {
 	c.expect(451)
 	g.msgs.mu.Lock()
 	defer g.msgs.mu.Unlock()
-	if len(g.msgs.sent) != 1 || len(g.msgs.deleted) != 1 {
-		t.Fatalf("sent %d, deleted %d: want the one queued copy deleted", len(g.msgs.sent), len(g.msgs.deleted))
+	if len(g.msgs.sent) != 0 {
+		t.Fatalf("%d copies queued by a failed message, want none", len(g.msgs.sent))
 	}
 }
 

@@ -224,46 +224,24 @@ func (s *session) Data(r io.Reader) error {
 	return s.queue(msg)
 }
 
-// queue puts one copy of msg per recipient in the outbox. Either all are
-// queued, or none (the copies already queued are deleted) and the client
-// is told to try again.
+// queue puts one copy of msg per recipient in the outbox, all in one
+// durable write or none: a client told to try again sends no copy twice.
 func (s *session) queue(msg []byte) error {
 	ctx, cancel := context.WithTimeout(s.b.ctx, s.cfg.SendTimeout)
 	defer cancel()
-	ids := make([]string, 0, len(s.to))
-	for _, to := range s.to {
-		v, err := s.b.ep.Call(ctx, msgapi.Endpoint, msgapi.SendRequest{To: to, Content: msg})
-		id, _ := v.(string)
-		if err == nil && id == "" {
-			err = fmt.Errorf("unexpected reply %T", v)
+	ids, err := router.CallAs[[]string](ctx, s.b.ep, msgapi.Endpoint, msgapi.SendAllRequest{To: s.to, Content: msg})
+	if err != nil {
+		s.b.s.log.Warn("smtp: queueing failed", "source", s.source, "recipients", len(s.to), "size", len(msg), "err", err)
+		switch {
+		case errors.Is(err, msgapi.ErrTooLarge):
+			return errTooLarge
+		case errors.Is(err, msgapi.ErrBadInput):
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}
 		}
-		if err != nil {
-			s.b.s.log.Warn("smtp: queueing failed", "source", s.source, "to", to.String(), "size", len(msg), "err", err)
-			s.unqueue(ids)
-			switch {
-			case errors.Is(err, msgapi.ErrTooLarge):
-				return errTooLarge
-			case errors.Is(err, msgapi.ErrBadInput):
-				return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: err.Error()}
-			}
-			return unavailable("the message could not be queued, try again later: %v", err)
-		}
-		ids = append(ids, id)
+		return unavailable("the message could not be queued, try again later: %v", err)
 	}
 	s.b.s.log.Info("smtp: message queued", "source", s.source, "recipients", len(ids), "size", len(msg), "ids", ids)
 	return nil
-}
-
-// unqueue deletes the copies already queued of a message that failed.
-func (s *session) unqueue(ids []string) {
-	for _, id := range ids {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.SendTimeout)
-		_, err := s.b.ep.Call(ctx, msgapi.Endpoint, msgapi.DeleteRequest{ID: id})
-		cancel()
-		if err != nil {
-			s.b.s.log.Error("smtp: a copy of a failed message stays queued", "id", id, "err", err)
-		}
-	}
 }
 
 func (s *session) newMessageID() string {
