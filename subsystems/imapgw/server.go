@@ -23,13 +23,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/phpchat/phpchat-node/node/connlimit"
 	"github.com/phpchat/phpchat-node/node/mailauth"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
@@ -114,7 +114,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("imap: %w", err)
 	}
 	tcp := ln.Addr().(*net.TCPAddr)
-	lim := &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.MaxConns), conns: map[*limitConn]struct{}{}}
+	lim := connlimit.New(ln, s.cfg.MaxConns, "* BYE Too many connections, try again later\r\n", nil)
 	loopback := tcp.IP.IsLoopback()
 	if !loopback && s.cfg.TLS == nil {
 		s.log.Warn("imap: no TLS certificate on a listener that is not loopback: clients cannot log in", "listen", tcp)
@@ -138,8 +138,8 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	stop := func() {
 		srv.Close()
 		<-served
-		lim.closeAll()
-		lim.wg.Wait() // every session has ended
+		lim.CloseAll()
+		lim.Wait() // every session has ended
 	}
 	var eventsC <-chan any
 	if events != nil {
@@ -153,8 +153,8 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 			stop()
 			return nil
 		case err := <-served:
-			lim.closeAll()
-			lim.wg.Wait()
+			lim.CloseAll()
+			lim.Wait()
 			return fmt.Errorf("imap: %w", err)
 		case ev := <-eventsC:
 			e, _ := ev.(msgapi.Event)
@@ -169,69 +169,6 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 			st.sync(sentName)
 		}
 	}
-}
-
-// A limitListener serves at most cap(sem) connections at once; a client
-// over the cap is told so and closed. It counts the connections it hands
-// out, so that Run returns only once every session has ended.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-	wg  sync.WaitGroup
-
-	mu    sync.Mutex
-	conns map[*limitConn]struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.sem <- struct{}{}:
-		default:
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("* BYE Too many connections, try again later\r\n"))
-			c.Close()
-			continue
-		}
-		lc := &limitConn{Conn: c, l: l}
-		l.mu.Lock()
-		l.conns[lc] = struct{}{}
-		l.mu.Unlock()
-		l.wg.Add(1)
-		return lc, nil
-	}
-}
-
-// closeAll closes every connection still open; their sessions then end
-// and close them again, which releases them.
-func (l *limitListener) closeAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for c := range l.conns {
-		c.Conn.Close()
-	}
-}
-
-type limitConn struct {
-	net.Conn
-	l    *limitListener
-	once sync.Once
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		c.l.mu.Unlock()
-		<-c.l.sem
-		c.l.wg.Done()
-	})
-	return err
 }
 
 // libLogger passes the library's messages to slog: a client's broken

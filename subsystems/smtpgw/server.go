@@ -23,6 +23,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/phpchat/phpchat-node/node/connlimit"
 	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/router"
 	"github.com/phpchat/phpchat-node/store"
@@ -164,8 +165,10 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 
 	served := make(chan error, 1)
 	go func() {
-		served <- srv.Serve(&limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.MaxConns),
-			readTimeout: s.cfg.ReadTimeout, log: s.log})
+		lim := connlimit.New(ln, s.cfg.MaxConns, "421 4.7.0 Too many connections, try again later\r\n", func(c net.Conn) {
+			s.log.Warn("smtp: too many connections", "source", c.RemoteAddr().String())
+		})
+		served <- srv.Serve(&deadlineListener{Listener: lim, readTimeout: s.cfg.ReadTimeout})
 	}()
 	s.log.Info("smtp: listening", "addr", ln.Addr().String(), "starttls", s.cfg.TLS != nil)
 	ready()
@@ -190,49 +193,29 @@ func isLoopback(addr net.Addr) bool {
 	return ok && a.IP.IsLoopback()
 }
 
-// limitListener serves at most cap(sem) connections at once; it tells the
-// others 421 and closes them. Its connections wait at most readTimeout for
-// each read, also in the middle of a message.
-type limitListener struct {
+// deadlineListener's connections wait at most readTimeout for each read,
+// also in the middle of a message.
+type deadlineListener struct {
 	net.Listener
-	sem         chan struct{}
 	readTimeout time.Duration
-	log         *slog.Logger
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.sem <- struct{}{}:
-			return &conn{Conn: c, l: l}, nil
-		default:
-			l.log.Warn("smtp: too many connections", "source", c.RemoteAddr().String())
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("421 4.7.0 Too many connections, try again later\r\n"))
-			c.Close()
-		}
+func (l *deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	return &deadlineConn{Conn: c, timeout: l.readTimeout}, nil
 }
 
-type conn struct {
+type deadlineConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	timeout time.Duration
 }
 
-func (c *conn) Read(b []byte) (int, error) {
-	c.Conn.SetReadDeadline(time.Now().Add(c.l.readTimeout))
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
 	return c.Conn.Read(b)
-}
-
-func (c *conn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { <-c.l.sem })
-	return err
 }
 
 // slogLogger is go-smtp's error log.
