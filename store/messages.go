@@ -68,6 +68,16 @@ func (d *DB) Outbox() *Outbox { return &Outbox{d: d} }
 // State (queued). It returns the stored message, once on disk, or
 // ErrDuplicate if its id is taken.
 func (o *Outbox) Add(m OutMsg) (OutMsg, error) {
+	out, err := o.AddAll([]OutMsg{m})
+	if err != nil {
+		return OutMsg{}, err
+	}
+	return out[0], nil
+}
+
+// prepare sets what Add sets of m: its Num and, when zero, its Created
+// time and State (queued).
+func (o *Outbox) prepare(m *OutMsg) error {
 	if m.Created.IsZero() {
 		m.Created = time.Now().UTC()
 	}
@@ -75,38 +85,22 @@ func (o *Outbox) Add(m OutMsg) (OutMsg, error) {
 		m.State = OutQueued
 	}
 	num, err := o.d.next(seqOut)
-	if err != nil {
-		return OutMsg{}, fmt.Errorf("outbox add %x: %w", m.ID[:4], err)
-	}
 	m.Num = num
-	err = o.d.group.commit(o.d, &groupWrite{
-		size:  len(m.Content) + len(m.Envelope),
-		check: func(txn *badger.Txn) error { return absent(txn, idKey(prefixOut, m.ID)) },
-		put:   func(txn *badger.Txn) error { return putOut(txn, m, nil) },
-	})
-	if err != nil {
-		return OutMsg{}, fmt.Errorf("outbox add %x: %w", m.ID[:4], err)
-	}
-	return m, nil
+	return err
 }
 
 // AddAll is Add for several messages in one write: all are stored, or
 // none (ErrDuplicate if an id is taken).
 func (o *Outbox) AddAll(ms []OutMsg) ([]OutMsg, error) {
+	if len(ms) == 0 {
+		return nil, nil
+	}
 	out := make([]OutMsg, len(ms))
 	size := 0
 	for i, m := range ms {
-		if m.Created.IsZero() {
-			m.Created = time.Now().UTC()
-		}
-		if m.State == "" {
-			m.State = OutQueued
-		}
-		num, err := o.d.next(seqOut)
-		if err != nil {
+		if err := o.prepare(&m); err != nil {
 			return nil, fmt.Errorf("outbox add: %w", err)
 		}
-		m.Num = num
 		out[i] = m
 		size += len(m.Content) + len(m.Envelope)
 	}
@@ -130,7 +124,7 @@ func (o *Outbox) AddAll(ms []OutMsg) ([]OutMsg, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox add: %w", err)
+		return nil, fmt.Errorf("outbox add %x: %w", out[0].ID[:4], err)
 	}
 	return out, nil
 }
@@ -384,17 +378,9 @@ func (in *Inbox) Add(m InMsg) (InMsg, error) {
 // receipt of m, to be sent) in the outbox: a message is never in the
 // inbox, after a crash either, without its receipt queued.
 func (in *Inbox) AddWithReceipt(m InMsg, receipt OutMsg) (InMsg, error) {
-	if receipt.Created.IsZero() {
-		receipt.Created = time.Now().UTC()
-	}
-	if receipt.State == "" {
-		receipt.State = OutQueued
-	}
-	num, err := in.d.next(seqOut)
-	if err != nil {
+	if err := in.d.Outbox().prepare(&receipt); err != nil {
 		return InMsg{}, fmt.Errorf("inbox add %x: %w", m.ID[:4], err)
 	}
-	receipt.Num = num
 	return in.add(m, &receipt)
 }
 
