@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -103,5 +104,25 @@ func TestMailGatewaysEndToEnd(t *testing.T) {
 	// phpchat-node messages agrees: B has it in its inbox.
 	if out, _, _ := b.cli("messages"); !strings.Contains(out, "Mit Anhang") || !strings.Contains(out, "inbox") {
 		t.Fatalf("B's messages:\n%s", out)
+	}
+}
+
+// A mail gateway or the web console off loopback without TLS is refused
+// before anything is created: passwords and tokens never cross a network
+// in clear.
+func TestFrontDoorsOffLoopbackNeedTLS(t *testing.T) {
+	for _, args := range [][]string{
+		{"--smtp", "--smtp-listen", "0.0.0.0:0"},
+		{"--imap", "--imap-listen", "0.0.0.0:0"},
+		{"--web", "--web-listen", "0.0.0.0:0"},
+	} {
+		dir := filepath.Join(t.TempDir(), "node")
+		_, errOut, code := runCLI(t, append([]string{"--data-dir", dir, "run", "--listen", "127.0.0.1:0"}, args...)...)
+		if code != 2 || !strings.Contains(errOut, args[1][2:]) || !strings.Contains(errOut, "needs TLS") {
+			t.Errorf("run %v: exit %d, %q; want 2 naming %s and TLS", args, code, errOut, args[1])
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("run %v made the data dir", args)
+		}
 	}
 }

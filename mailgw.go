@@ -46,9 +46,8 @@ func loadTLS(prefix, certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// checkMail checks the settings of the mail gateways that are on: their
-// certificate, and that a gateway off loopback has one (passwords never
-// cross a network in clear), and tries their listen addresses.
+// checkMail checks the settings of the mail gateways that are on (see
+// checkDoor).
 func checkMail(s *config.Settings) error {
 	if !s.SMTP && !s.IMAP {
 		return nil
@@ -57,24 +56,31 @@ func checkMail(s *config.Settings) error {
 	if err != nil {
 		return cli.Exit(s.Refuse("mail-tls-cert", err).Error(), exitSettings)
 	}
-	for _, g := range []struct {
-		on     bool
-		key    string
-		listen string
-	}{{s.SMTP, "smtp-listen", s.SMTPListen}, {s.IMAP, "imap-listen", s.IMAPListen}} {
-		if !g.on {
-			continue
+	if s.SMTP {
+		if err := checkDoor(s, "smtp-listen", s.SMTPListen, tlsConf != nil, "mail-tls"); err != nil {
+			return err
 		}
-		if tlsConf == nil && !loopback(g.listen) {
-			return cli.Exit(s.Refuse(g.key, errors.New("a mail gateway off loopback needs TLS: set mail-tls-cert and mail-tls-key")).Error(), exitSettings)
-		}
-		ln, err := net.Listen("tcp", g.listen)
-		if err != nil {
-			return cli.Exit(s.Refuse(g.key, listenError(err)).Error(), exitSettings)
-		}
-		ln.Close()
+	}
+	if s.IMAP {
+		return checkDoor(s, "imap-listen", s.IMAPListen, tlsConf != nil, "mail-tls")
 	}
 	return nil
+}
+
+// checkDoor checks a server that clients reach, whose listen address is
+// the setting key: off loopback it needs TLS (the settings tls-cert and
+// tls-key), as passwords and tokens never cross a network in clear; and
+// its address is tried.
+func checkDoor(s *config.Settings, key, listen string, hasTLS bool, tls string) error {
+	if !hasTLS && !loopback(listen) {
+		err := fmt.Errorf("off loopback it needs TLS: set %s-cert and %s-key", tls, tls)
+		return cli.Exit(s.Refuse(key, err).Error(), exitSettings)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return cli.Exit(s.Refuse(key, listenError(err)).Error(), exitSettings)
+	}
+	return ln.Close()
 }
 
 // loopback reports whether the host of hostport is a loopback address or

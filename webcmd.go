@@ -93,14 +93,7 @@ func checkWeb(s *config.Settings) error {
 	if err != nil {
 		return cli.Exit(s.Refuse("web-tls-cert", err).Error(), exitSettings)
 	}
-	if tlsConf == nil && !loopback(s.WebListen) {
-		return cli.Exit(s.Refuse("web-listen", errors.New("the web console off loopback needs TLS: set web-tls-cert and web-tls-key")).Error(), exitSettings)
-	}
-	ln, err := net.Listen("tcp", s.WebListen)
-	if err != nil {
-		return cli.Exit(s.Refuse("web-listen", listenError(err)).Error(), exitSettings)
-	}
-	return ln.Close()
+	return checkDoor(s, "web-listen", s.WebListen, tlsConf != nil, "web-tls")
 }
 
 // webConsole returns the web console as a subsystem, and the contributor
