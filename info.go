@@ -163,18 +163,28 @@ func readInfo(c *cli.Context) (node.Info, error) {
 		// not a stopped node.
 		return node.Info{}, cli.Exit(fmt.Sprintf("info: %v", err), exitFailure)
 	}
-	id, err := identity.Load(l.Key())
-	if errors.Is(err, fs.ErrNotExist) {
-		return node.Info{}, cli.Exit(errNoNode(l).Error(), exitFailure)
-	}
-	if err != nil {
-		return node.Info{}, cli.Exit(err.Error(), exitFailure)
-	}
-	s, err := resolveSettings(nil, l)
+	id, s, err := loadNode(l)
 	if err != nil {
 		return node.Info{}, err
 	}
 	return localInfo(l, s, id), nil
+}
+
+// loadNode reads the identity and settings of the node in l, which need
+// not run; a directory without a node is an error that says so.
+func loadNode(l config.Layout) (*identity.Identity, *config.Settings, error) {
+	id, err := identity.Load(l.Key())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, cli.Exit(errNoNode(l).Error(), exitFailure)
+	}
+	if err != nil {
+		return nil, nil, cli.Exit(err.Error(), exitFailure)
+	}
+	s, err := resolveSettings(nil, l)
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, s, nil
 }
 
 // errNoNode says that a data directory holds no node: commands other than

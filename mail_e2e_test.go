@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phpchat/phpchat-node/node/identity"
 	"github.com/phpchat/phpchat-node/node/mailauth"
 )
 
@@ -124,5 +125,24 @@ func TestFrontDoorsOffLoopbackNeedTLS(t *testing.T) {
 		if _, err := os.Stat(dir); err == nil {
 			t.Errorf("run %v made the data dir", args)
 		}
+	}
+}
+
+// mail setup prints what a mail client needs, from the data dir alone.
+func TestMailSetup(t *testing.T) {
+	dir := t.TempDir()
+	id, _, err := identity.LoadOrCreate(filepath.Join(dir, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(mailauth.EnvPassword, "s3cret-word")
+	out, errOut, code := runCLI(t, "--data-dir", dir, "mail", "setup")
+	for _, want := range []string{id.Address.String() + "@phpchat.lan", "21143", "21025", "s3cret-word", "--imap"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("mail setup: exit %d, lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	if _, _, code := runCLI(t, "--data-dir", t.TempDir(), "mail", "setup"); code != 1 {
+		t.Fatalf("mail setup without a node: exit %d, want 1", code)
 	}
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -175,14 +173,7 @@ func mailSetup(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := identity.Load(l.Key())
-	if errors.Is(err, fs.ErrNotExist) {
-		return cli.Exit(errNoNode(l).Error(), exitFailure)
-	}
-	if err != nil {
-		return cli.Exit(err.Error(), exitFailure)
-	}
-	s, err := resolveSettings(nil, l)
+	id, s, err := loadNode(l)
 	if err != nil {
 		return err
 	}
