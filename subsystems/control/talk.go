@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,7 +41,7 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 	talkFn := func(mk func(int) any) Handler {
 		return func(ctx context.Context, c *Conn, data json.RawMessage) (any, error) {
 			var a talkapi.TalkArgs
-			if err := decodeArgs(data, &a); err != nil {
+			if err := decode(data, &a); err != nil {
 				return nil, err
 			}
 			return call(ctx, c, mk(a.Talk))
@@ -68,7 +67,7 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 		},
 		"talk.connect": func(ctx context.Context, c *Conn, data json.RawMessage) (any, error) {
 			var a talkapi.ConnectArgs
-			if err := decodeArgs(data, &a); err != nil {
+			if err := decode(data, &a); err != nil {
 				return nil, err
 			}
 			p, err := router.CallAs[kernelapi.PeerInfo](ctx, c.Endpoint, kernelapi.Endpoint, kernelapi.ConnectRequest{Target: a.Target})
@@ -79,7 +78,7 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 		},
 		"talk.request": func(ctx context.Context, c *Conn, data json.RawMessage) (any, error) {
 			var a talkapi.PeerArgs
-			if err := decodeArgs(data, &a); err != nil {
+			if err := decode(data, &a); err != nil {
 				return nil, err
 			}
 			addr, err := ResolvePeer(book, a.Peer)
@@ -102,7 +101,7 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 		"talk.close":   talkFn(func(n int) any { return talkapi.CloseRequest{Talk: n} }),
 		"talk.send": func(ctx context.Context, c *Conn, data json.RawMessage) (any, error) {
 			var a talkapi.SendArgs
-			if err := decodeArgs(data, &a); err != nil {
+			if err := decode(data, &a); err != nil {
 				return nil, err
 			}
 			return call(ctx, c, talkapi.SendRequest{Talk: a.Talk, Text: a.Text})
@@ -110,7 +109,7 @@ func TalkHandlers(r *router.Router, book *store.Contacts) map[string]Handler {
 		"nick": func(ctx context.Context, c *Conn, data json.RawMessage) (any, error) {
 			var a talkapi.NickArgs
 			if len(data) > 0 && string(data) != "null" {
-				if err := decodeArgs(data, &a); err != nil {
+				if err := decode(data, &a); err != nil {
 					return nil, err
 				}
 			}
@@ -165,18 +164,4 @@ func attach(r *router.Router, c *Conn) error {
 			}
 		}
 	}
-}
-
-// decodeArgs decodes a function's data, refusing unknown fields, with
-// CodeInvalid on failure.
-func decodeArgs(data json.RawMessage, v any) error {
-	if len(data) == 0 {
-		return &CodeError{Code: CodeInvalid, Err: errors.New("request needs data")}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &CodeError{Code: CodeInvalid, Err: fmt.Errorf("bad request data: %w", err)}
-	}
-	return nil
 }
