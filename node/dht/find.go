@@ -80,20 +80,14 @@ func (s *Service) handleFind(ctx context.Context, f kernelapi.Frame) {
 			out = append(out, n)
 		}
 	}
-	_, err = s.ep.Call(ctx, kernelapi.Endpoint, kernelapi.ReplyRequest{
-		To: f.From, RID: e.RID, Name: NameFoundNode, Data: FoundNode{Nodes: records(out)},
-	})
-	if err != nil {
+	if err := kernelapi.Reply(ctx, s.ep, f, NameFoundNode, FoundNode{Nodes: records(out)}); err != nil {
 		s.Logger.Debug("dht: node_found not sent", "peer", f.From.String(), "err", err)
 	}
 }
 
 // refuse answers the frame f with an error frame.
 func (s *Service) refuse(ctx context.Context, f kernelapi.Frame, code wire.Code, text string) {
-	_, err := s.ep.Call(ctx, kernelapi.Endpoint, kernelapi.ErrorRequest{
-		To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: code, Text: text,
-	})
-	if err != nil {
+	if err := kernelapi.Refuse(ctx, s.ep, f, code, text); err != nil {
 		s.Logger.Debug("dht: error frame not sent", "peer", f.From.String(), "err", err)
 	}
 }

@@ -178,3 +178,16 @@ func Handle(ctx context.Context, r *router.Router, ep *router.Endpoint, names ..
 	_, err := ep.Call(ctx, Endpoint, HandleRequest{Names: names})
 	return err
 }
+
+// Reply answers the request frame f with a frame name carrying data (a
+// ReplyRequest).
+func Reply(ctx context.Context, ep *router.Endpoint, f Frame, name string, data any) error {
+	_, err := ep.Call(ctx, Endpoint, ReplyRequest{To: f.From, RID: f.Envelope.RID, Name: name, Data: data})
+	return err
+}
+
+// Refuse answers the frame f with an error frame (an ErrorRequest).
+func Refuse(ctx context.Context, ep *router.Endpoint, f Frame, code wire.Code, text string) error {
+	_, err := ep.Call(ctx, Endpoint, ErrorRequest{To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: code, Text: text})
+	return err
+}

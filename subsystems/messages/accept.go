@@ -428,18 +428,14 @@ func (s *Service) answer(ctx context.Context, f kernelapi.Frame, r Response) {
 
 // reply answers a request frame from a peer.
 func (s *Service) reply(ctx context.Context, f kernelapi.Frame, name string, data any) {
-	_, err := s.ep.Call(ctx, kernelapi.Endpoint, kernelapi.ReplyRequest{To: f.From, RID: f.Envelope.RID, Name: name, Data: data})
-	if err != nil {
+	if err := kernelapi.Reply(ctx, s.ep, f, name, data); err != nil {
 		s.log.Debug("messages: answer not sent", "peer", f.From.String(), "err", err)
 	}
 }
 
 // refuse answers a frame from a peer with an error frame.
 func (s *Service) refuse(ctx context.Context, f kernelapi.Frame, code wire.Code, text string) {
-	_, err := s.ep.Call(ctx, kernelapi.Endpoint, kernelapi.ErrorRequest{
-		To: f.From, RID: f.Envelope.RID, Name: f.Envelope.Name, Code: code, Text: text,
-	})
-	if err != nil {
+	if err := kernelapi.Refuse(ctx, s.ep, f, code, text); err != nil {
 		s.log.Debug("messages: error frame not sent", "peer", f.From.String(), "err", err)
 	}
 }
